@@ -1,0 +1,2 @@
+//! `nvmf_tgt`: the NVMe-oF target application.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The rspdk application framework (SPDK `lib/event`, `lib/init`) and the `nvmf_tgt` binary.

@@ -1,0 +1,2 @@
+//! NVMe/RDMA transport for the NVMe-oF target (SPDK `lib/nvmf/rdma.c`).
+#![forbid(unsafe_code)]

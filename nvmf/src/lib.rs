@@ -1,0 +1,2 @@
+//! NVMe-oF target core (SPDK `lib/nvmf` without transports).
+#![forbid(unsafe_code)]
