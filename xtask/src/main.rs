@@ -1,2 +1,118 @@
-//! `cargo xtask`: project automation.
-fn main() {}
+//! `cargo xtask`: project automation for rspdk.
+//!
+//! - `cargo xtask ci`: everything CI checks, installing what it needs (the `spdk` Python client in
+//!   a virtualenv): fmt, clippy `-D warnings`, unit and integration tests, loom tests, the tests that
+//!   drive `nvmf_tgt` with SPDK's own `spdk-rpc`.
+//! - `cargo xtask setup`: only the installation part (virtualenv with `spdk-rpc`).
+//! - `cargo xtask loom`: the loom model-checking tests of the env crate.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Version of SPDK's Python client that CI tests against (`pip install spdk`).
+const SPDK_PY_VERSION: &str = "26.9";
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "rspdk project automation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every CI check (installs the test tools first).
+    Ci,
+    /// Install the test tools (a Python virtualenv with SPDK's `spdk-rpc` client).
+    Setup,
+    /// Run the loom model-checking tests.
+    Loom,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.cmd {
+        Cmd::Ci => ci(&root),
+        Cmd::Setup => setup(&root).map(|_| ()),
+        Cmd::Loom => loom(&root),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(Path::to_path_buf).unwrap_or(here)
+}
+
+/// Runs a command in `dir`, echoing it, failing with context when it fails.
+fn run(dir: &Path, prog: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    let t = Instant::now();
+    eprintln!("==> {prog} {}", args.join(" "));
+    let status = Command::new(prog)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("cannot start {prog}"))?;
+    if !status.success() {
+        bail!("`{prog} {}` failed with {status}", args.join(" "));
+    }
+    eprintln!("<== {prog} {} ({:.0?})", args.join(" "), t.elapsed());
+    Ok(())
+}
+
+/// Creates `target/xtask-venv` with SPDK's Python client and returns the path of `spdk-rpc`.
+fn setup(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/xtask-venv");
+    let spdk_rpc = venv.join("bin/spdk-rpc");
+    if spdk_rpc.exists() {
+        return Ok(spdk_rpc);
+    }
+    let venv_s = venv.to_string_lossy().to_string();
+    run(root, "python3", &["-m", "venv", &venv_s], &[])?;
+    let pip = venv.join("bin/pip").to_string_lossy().to_string();
+    let spec = format!("spdk=={SPDK_PY_VERSION}");
+    run(root, &pip, &["install", "--quiet", &spec], &[])?;
+    if !spdk_rpc.exists() {
+        bail!("pip installed spdk but {} is missing", spdk_rpc.display());
+    }
+    Ok(spdk_rpc)
+}
+
+fn loom(root: &Path) -> Result<()> {
+    let dir = root.join("target/loom").to_string_lossy().to_string();
+    run(
+        root,
+        "cargo",
+        &["test", "-p", "rspdk-env", "--release", "--lib", "loom"],
+        &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", &dir)],
+    )
+}
+
+fn ci(root: &Path) -> Result<()> {
+    let t = Instant::now();
+    let spdk_rpc = setup(root)?;
+    let spdk_rpc_s = spdk_rpc.to_string_lossy().to_string();
+    run(root, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
+    run(
+        root,
+        "cargo",
+        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[],
+    )?;
+    run(root, "cargo", &["build", "--workspace", "--bins"], &[])?;
+    // All tests, including those marked #[ignore] because they need tools that `setup` installs.
+    run(
+        root,
+        "cargo",
+        &["test", "--workspace", "--", "--include-ignored"],
+        &[("SPDK_RPC", &spdk_rpc_s)],
+    )?;
+    loom(root)?;
+    eprintln!("xtask ci: all checks passed in {:.0?}", t.elapsed());
+    Ok(())
+}
