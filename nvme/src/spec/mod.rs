@@ -1,0 +1,25 @@
+//! NVMe, NVMe-oF and NVMe/TCP wire formats (SPDK `nvme_spec.h`, `nvmf_spec.h`, `nvme_tcp.h`).
+//!
+//! Every structure is `#[repr(C)]` over little-endian field types with zerocopy derives, so it
+//! can be viewed in place from received bytes without `unsafe`; sizes are asserted at compile
+//! time and key offsets in tests. Opcodes, status codes, log page and feature identifiers are
+//! newtypes with associated constants: an unknown value is just a value, never a parse failure.
+//! Raw structures turn into validated domain types (`Sgl`, `Status`, NQN strings) before the
+//! rest of the code trusts them.
+#![forbid(unsafe_code)]
+
+pub mod cqe;
+pub mod opcode;
+pub mod sgl;
+pub mod sqe;
+pub mod status;
+pub mod tcp;
+
+pub use cqe::Cqe;
+pub use opcode::{AdminOpcode, DataTransfer, FabricsCommandType, NvmOpcode};
+pub use sgl::{Sgl, SglDescriptor, SglSubtype, SglType};
+pub use sqe::{Fuse, Psdt, Sqe};
+pub use status::{CommandSpecificStatus, GenericStatus, MediaStatus, PathStatus, Sct, Status};
+
+/// The crate error type, under the name the specification modules use.
+pub use crate::Error as SpecError;
