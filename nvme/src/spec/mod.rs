@@ -9,7 +9,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cqe;
+pub mod fabrics;
+pub mod nqn;
 pub mod opcode;
+pub mod props;
 pub mod sgl;
 pub mod sqe;
 pub mod status;
