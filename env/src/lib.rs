@@ -13,16 +13,17 @@
 
 pub mod cpumask;
 mod error;
+pub mod reactor;
 pub mod ring;
 mod sync;
 pub mod testing;
 pub mod thread;
 pub mod time;
-#[allow(dead_code)] // used by the reactor, which lands next
 mod wake;
 
 pub use cpumask::CpuMask;
 pub use error::EnvError;
+pub use reactor::{ReactorOpts, ReactorStats, Reactors, reactors};
 pub use thread::{
     Interrupt, IoChannel, IoDevice, PollStatus, Poller, Thread, ThreadHandle, ThreadId,
     ThreadStats, for_each_channel, get_io_channel, interrupt_register, poller_register,

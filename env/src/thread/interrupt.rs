@@ -128,7 +128,6 @@ pub fn interrupt_register(
 }
 
 /// The Thread's epoll fd, if any interrupt was ever registered.
-#[allow(dead_code)] // used by the reactor, which lands next
 pub(crate) fn set_fd(inner: &ThreadInner) -> Option<RawFd> {
     inner.intr.borrow().as_ref().map(|s| s.epfd.as_raw_fd())
 }

@@ -110,7 +110,6 @@ impl ThreadShared {
     }
 
     /// Attaches the reactor waker that `send_msg` signals (once; later calls are ignored).
-    #[allow(dead_code)] // used by the reactor, which lands next
     pub(crate) fn set_waker(&self, w: Arc<Waker>) {
         let _ = self.waker.set(w);
     }
@@ -305,7 +304,6 @@ impl Thread {
 
     /// The epoll fd of this Thread's fd interrupts, if any were ever registered; a reactor in
     /// interrupt mode waits on it.
-    #[allow(dead_code)] // used by the reactor, which lands next
     pub(crate) fn interrupt_fd(&self) -> Option<std::os::fd::RawFd> {
         interrupt::set_fd(&self.inner)
     }
