@@ -15,7 +15,6 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use jsonrpsee::core::ClientError;
 use jsonrpsee::proc_macros::rpc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -62,32 +61,40 @@ pub struct SubsystemInfo {
 pub trait SpdkCoreApi {
     /// `spdk_get_version`.
     #[method(name = "spdk_get_version")]
-    async fn spdk_get_version(&self) -> Result<VersionInfo, ClientError>;
+    async fn spdk_get_version(&self) -> Result<VersionInfo, jsonrpsee::core::ClientError>;
 
     /// `rpc_get_methods`: method names; `current` keeps those callable in the current state.
     #[method(name = "rpc_get_methods", param_kind = map)]
-    async fn rpc_get_methods(&self, current: bool, include_aliases: bool)
-    -> Result<Vec<String>, ClientError>;
+    async fn rpc_get_methods(
+        &self,
+        current: bool,
+        include_aliases: bool,
+    ) -> Result<Vec<String>, jsonrpsee::core::ClientError>;
 
     /// `framework_get_subsystems`.
     #[method(name = "framework_get_subsystems")]
-    async fn framework_get_subsystems(&self) -> Result<Vec<SubsystemInfo>, ClientError>;
+    async fn framework_get_subsystems(
+        &self,
+    ) -> Result<Vec<SubsystemInfo>, jsonrpsee::core::ClientError>;
 
     /// `framework_get_config`: the replayable config of one subsystem.
     #[method(name = "framework_get_config", param_kind = map)]
-    async fn framework_get_config(&self, name: String) -> Result<Value, ClientError>;
+    async fn framework_get_config(
+        &self,
+        name: String,
+    ) -> Result<Value, jsonrpsee::core::ClientError>;
 
     /// `framework_get_reactors`: reactors and their threads (SPDK's shape, untyped).
     #[method(name = "framework_get_reactors")]
-    async fn framework_get_reactors(&self) -> Result<Value, ClientError>;
+    async fn framework_get_reactors(&self) -> Result<Value, jsonrpsee::core::ClientError>;
 
     /// `framework_start_init`: leave the STARTUP state (`--wait-for-rpc`).
     #[method(name = "framework_start_init")]
-    async fn framework_start_init(&self) -> Result<bool, ClientError>;
+    async fn framework_start_init(&self) -> Result<bool, jsonrpsee::core::ClientError>;
 
     /// `framework_wait_init`: returns once subsystems are initialised.
     #[method(name = "framework_wait_init")]
-    async fn framework_wait_init(&self) -> Result<bool, ClientError>;
+    async fn framework_wait_init(&self) -> Result<bool, jsonrpsee::core::ClientError>;
 }
 
 /// Default time a [`UnixClient`] waits for an answer (`spdk-rpc`'s default).
@@ -191,11 +198,17 @@ impl UnixClient {
 /// Splits a response object into its result or error.
 pub fn response_result(mut resp: Value) -> Result<Value, RpcError> {
     let Some(obj) = resp.as_object_mut() else {
-        return Err(RpcError::new(RpcError::PARSE_ERROR, "response is not an object"));
+        return Err(RpcError::new(
+            RpcError::PARSE_ERROR,
+            "response is not an object",
+        ));
     };
     if let Some(err) = obj.remove("error") {
         return Err(serde_json::from_value::<RpcError>(err).unwrap_or_else(|e| {
-            RpcError::new(RpcError::PARSE_ERROR, format!("malformed error object: {e}"))
+            RpcError::new(
+                RpcError::PARSE_ERROR,
+                format!("malformed error object: {e}"),
+            )
         }));
     }
     obj.remove("result")

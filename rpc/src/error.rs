@@ -214,6 +214,9 @@ mod tests {
     #[test]
     fn serializes_as_json_rpc_error_object() {
         let v = serde_json::to_value(RpcError::parse_error()).unwrap();
-        assert_eq!(v, serde_json::json!({"code": -32700, "message": "Parse error"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"code": -32700, "message": "Parse error"})
+        );
     }
 }

@@ -237,7 +237,11 @@ impl Forward {
 
     fn answer(&self, req: JrRequest<'_>) -> impl Future<Output = MethodResponse> + Send + 'static {
         let id: Id<'static> = req.id().into_owned();
-        let submitted = self.submit(req.method_name(), req.params.as_deref().map(|r| r.get()), true);
+        let submitted = self.submit(
+            req.method_name(),
+            req.params.as_deref().map(|r| r.get()),
+            true,
+        );
         async move {
             let result = match submitted {
                 SubmitResult::Waiting(rx) => rx
@@ -248,7 +252,9 @@ impl Forward {
             };
             match result {
                 Ok(v) => MethodResponse::response(id, ResponsePayload::success(v), usize::MAX),
-                Err(e) => MethodResponse::error(id, ErrorObject::owned(e.code, e.message, None::<()>)),
+                Err(e) => {
+                    MethodResponse::error(id, ErrorObject::owned(e.code, e.message, None::<()>))
+                }
             }
         }
     }
@@ -300,7 +306,10 @@ impl RpcServiceT for Forward {
         }
     }
 
-    fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+    fn notification<'a>(
+        &self,
+        n: Notification<'a>,
+    ) -> impl Future<Output = MethodResponse> + Send + 'a {
         self.notify(&n);
         std::future::ready(MethodResponse::notification())
     }

@@ -211,7 +211,11 @@ impl RpcRegistry {
                     if let Some(target) = &m.alias_of
                         && !m.warned.replace(true)
                     {
-                        tracing::warn!("RPC method {} is deprecated.  Use {} instead.", m.name, target);
+                        tracing::warn!(
+                            "RPC method {} is deprecated.  Use {} instead.",
+                            m.name,
+                            target
+                        );
                     }
                     (m.mask, m.handler.clone())
                 })

@@ -268,10 +268,9 @@ mod tests {
     use serde_json::json;
     use std::cell::RefCell;
 
-    fn capture() -> (
-        Rc<RefCell<Option<Result<Value, RpcError>>>>,
-        impl FnOnce(Result<Value, RpcError>) + 'static,
-    ) {
+    type Slot = Rc<RefCell<Option<Result<Value, RpcError>>>>;
+
+    fn capture() -> (Slot, impl FnOnce(Result<Value, RpcError>) + 'static) {
         let slot = Rc::new(RefCell::new(None));
         let s = slot.clone();
         (slot, move |r| *s.borrow_mut() = Some(r))

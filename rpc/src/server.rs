@@ -254,7 +254,11 @@ impl Scanner {
                         self.depth = 1;
                         continue;
                     }
-                    _ => return Scan::Scalar { start: self.pos - 1 },
+                    _ => {
+                        return Scan::Scalar {
+                            start: self.pos - 1,
+                        };
+                    }
                 }
             };
             if self.in_string {
@@ -340,10 +344,7 @@ impl Conn {
 
     fn poll(&mut self, registry: &RpcRegistry, opts: &ServerOpts, now: Instant) -> bool {
         let mut busy = false;
-        if !self.eof
-            && !self.closing
-            && self.unsent() < MAX_UNSENT
-            && self.queue.len() < MAX_QUEUED
+        if !self.eof && !self.closing && self.unsent() < MAX_UNSENT && self.queue.len() < MAX_QUEUED
         {
             let got = self.read();
             if got > 0 {
@@ -424,12 +425,15 @@ impl Conn {
                     }
                 }
                 Scan::Scalar { start } => {
-                    let mut values =
-                        serde_json::Deserializer::from_slice(&self.rx[start..]).into_iter::<Value>();
+                    let mut values = serde_json::Deserializer::from_slice(&self.rx[start..])
+                        .into_iter::<Value>();
                     match values.next() {
                         Some(Ok(_)) => {
                             consumed = start + values.byte_offset();
-                            tracing::warn!(conn = self.id, "RPC: top-level JSON value is not an object or array");
+                            tracing::warn!(
+                                conn = self.id,
+                                "RPC: top-level JSON value is not an object or array"
+                            );
                             self.queue_error(RpcError::invalid_request());
                         }
                         Some(Err(e)) if e.is_eof() => {
@@ -506,7 +510,8 @@ impl Conn {
                         Value::Object(map) => dispatch_one(self.id, map, &pending, index, registry),
                         _ => {
                             tracing::warn!(conn = self.id, "RPC batch element is not an object");
-                            let bytes = encode_response(&Value::Null, &Err(RpcError::invalid_request()));
+                            let bytes =
+                                encode_response(&Value::Null, &Err(RpcError::invalid_request()));
                             pending.borrow_mut().fill(index, Some(bytes));
                         }
                     }
