@@ -10,6 +10,7 @@
 
 pub mod cqe;
 pub mod fabrics;
+pub mod identify;
 pub mod nqn;
 pub mod opcode;
 pub mod props;
