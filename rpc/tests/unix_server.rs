@@ -570,3 +570,26 @@ fn max_connections_defers_extra_clients_until_a_slot_frees() {
         assert_eq!(waiting.join().unwrap(), json!([3]));
     });
 }
+
+#[test]
+fn deep_nesting_and_invalid_utf8_get_parse_error_without_crash() {
+    run(ServerOpts::default(), |path| {
+        let mut c = client(&path);
+        let mut deep = "[".repeat(100_000);
+        deep.push_str(&"]".repeat(100_000));
+        c.send_raw(deep.as_bytes()).unwrap();
+        assert_eq!(
+            c.read_response().unwrap(),
+            error(Value::Null, -32700, "Parse error")
+        );
+        assert!(matches!(c.read_response(), Err(Error::Closed { .. })));
+        let mut c = client(&path);
+        c.send_raw(b"{\"jsonrpc\":\"2.0\",\"method\":\"ech\xff\",\"id\":1}")
+            .unwrap();
+        assert_eq!(
+            c.read_response().unwrap(),
+            error(Value::Null, -32700, "Parse error")
+        );
+        second_client_works(&path);
+    });
+}
