@@ -131,6 +131,11 @@ enum Responder {
 /// callback on the same OS thread). A `Request` is `!Send` on purpose: it lives on the thread
 /// that owns the registry. Dropping it unanswered answers `-32603` and logs an error, so a
 /// client never waits forever.
+///
+/// ```compile_fail
+/// fn needs_send<T: Send>() {}
+/// needs_send::<rpc::Request>();
+/// ```
 pub struct Request {
     method: String,
     params: Option<Value>,
