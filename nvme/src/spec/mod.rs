@@ -9,8 +9,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cqe;
+pub mod discovery;
 pub mod fabrics;
 pub mod identify;
+pub mod log;
 pub mod nqn;
 pub mod opcode;
 pub mod props;
