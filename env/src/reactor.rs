@@ -501,7 +501,7 @@ fn maybe_sleep(r: &Reactors, me: &ReactorShared, s: &Sleeper, threads: &mut [Loc
     me.waker.set_sleeping(true);
     let pending = me.has_incoming.load(Ordering::SeqCst)
         || r.shared.stop.load(Ordering::SeqCst)
-        || threads.iter().any(|lt| lt.thread.has_pending_msgs());
+        || threads.iter().any(|lt| lt.thread.has_pending_work());
     let now = monotonic();
     let deadline = threads
         .iter()

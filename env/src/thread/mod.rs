@@ -132,6 +132,7 @@ pub(crate) struct ThreadInner {
     pub(crate) pollers_dirty: Cell<bool>,
     pub(crate) channels: RefCell<HashMap<usize, Weak<dyn Any>>>,
     pub(crate) intr: RefCell<Option<interrupt::InterruptSet>>,
+    pub(crate) iobuf: RefCell<Vec<Rc<crate::iobuf::ThreadCache>>>,
     exited: Cell<bool>,
 }
 
@@ -199,6 +200,7 @@ impl Thread {
                 pollers_dirty: Cell::new(false),
                 channels: RefCell::new(HashMap::new()),
                 intr: RefCell::new(None),
+                iobuf: RefCell::new(Vec::new()),
                 exited: Cell::new(false),
             }),
         }
@@ -269,6 +271,7 @@ impl Thread {
         }
         busy |= interrupt::poll_interrupts(inner);
         busy |= poller::run_pollers(inner, now);
+        busy |= crate::iobuf::serve_waiters(inner);
         inner.last_poll.set(Some((now, busy)));
         PollStatus::from_busy(busy)
     }
@@ -295,6 +298,12 @@ impl Thread {
     /// messages or always-on pollers.
     pub fn has_work(&self) -> bool {
         self.has_pending_msgs() || self.inner.shared.active_pollers.load(Ordering::Relaxed) > 0
+    }
+
+    /// True if a poll may find work without any event: queued messages, or callbacks waiting
+    /// for an iobuf buffer (which may come back to the global pool from another Thread).
+    pub fn has_pending_work(&self) -> bool {
+        self.has_pending_msgs() || crate::iobuf::has_waiters(&self.inner)
     }
 
     /// The earliest time a periodic poller is due, if any.
@@ -335,6 +344,7 @@ impl Thread {
         drop(intr);
         let chans = std::mem::take(&mut *inner.channels.borrow_mut());
         drop(chans);
+        crate::iobuf::release_thread_caches(inner);
         tracing::debug!(thread = %self.name(), id = %self.id(), "thread exited");
     }
 
