@@ -5,6 +5,12 @@
 //!   drive `nvmf_tgt` with SPDK's own `spdk-rpc`.
 //! - `cargo xtask setup`: only the installation part (virtualenv with `spdk-rpc`).
 //! - `cargo xtask loom`: the loom model-checking tests of the env crate.
+//! - `cargo xtask interop [--transport tcp|rdma|all] [--kernel-target] [--target-bin PATH] [--keep]`:
+//!   the Linux NVMe/TCP and NVMe/RDMA hosts (nvme-cli, fio) against `nvmf_tgt` inside a QEMU guest;
+//!   see [`interop`]. `ci` runs it at its end (TCP only) unless `RSPDK_INTEROP=0`; which target CI
+//!   drives is [`interop::CI_AGAINST_KERNEL_TARGET`] (today the kernel target, as a control).
+
+mod interop;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +37,8 @@ enum Cmd {
     Setup,
     /// Run the loom model-checking tests.
     Loom,
+    /// Boot a QEMU guest and drive the target with the kernel NVMe-oF hosts, nvme-cli and fio.
+    Interop(interop::InteropArgs),
 }
 
 fn main() -> Result<()> {
@@ -40,6 +48,7 @@ fn main() -> Result<()> {
         Cmd::Ci => ci(&root),
         Cmd::Setup => setup(&root).map(|_| ()),
         Cmd::Loom => loom(&root),
+        Cmd::Interop(args) => interop::interop(&root, &args),
     }
 }
 
@@ -101,7 +110,14 @@ fn ci(root: &Path) -> Result<()> {
     run(
         root,
         "cargo",
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &[],
     )?;
     run(root, "cargo", &["build", "--workspace", "--bins"], &[])?;
@@ -113,6 +129,11 @@ fn ci(root: &Path) -> Result<()> {
         &[("SPDK_RPC", &spdk_rpc_s)],
     )?;
     loom(root)?;
+    if std::env::var(interop::CI_GUARD_ENV).as_deref() == Ok("0") {
+        eprintln!("xtask ci: interop skipped ({}=0)", interop::CI_GUARD_ENV);
+    } else {
+        interop::interop(root, &interop::InteropArgs::for_ci())?;
+    }
     eprintln!("xtask ci: all checks passed in {:.0?}", t.elapsed());
     Ok(())
 }

@@ -1,0 +1,536 @@
+//! `cargo xtask interop`: the kernel NVMe-oF hosts against a target, inside a QEMU guest.
+//!
+//! The host running CI has no NVMe-oF support of its own, so everything happens inside a
+//! Debian 12 guest booted under QEMU (TCG; `-nic none`, every address is guest-local):
+//!
+//! ```text
+//!  host: xtask interop ──► vm/build.sh target/interop   (apt-get, kernel .deb, initramfs; cached)
+//!                     ──► cargo build --release -p app --bin nvmf_tgt   (unless --kernel-target)
+//!                     ──► vm/run.sh  (QEMU) ─┐
+//!  guest:  /init ─► snippet (kernel-target.sh | nvmf-tgt.sh) starts the target
+//!                   └► interop.sh it_suite tcp 127.0.0.1 / rdma 10.123.0.1 (soft-RoCE)
+//!                        nvme-cli + fio steps, one `INTEROP-STEP <tr>/<step>: PASS|FAIL|SKIP` each
+//!  host: parse the console log ─► per-step report; log kept in target/interop/logs/ on failure
+//! ```
+//!
+//! The guest scripts live in `xtask/vm/` (`build.sh`, `run.sh`, `guest/`, `snippets/`).
+//! The guest build is cached in `target/interop/build` and is redone only when `build.sh` changes;
+//! the guest scripts and the target binary travel in a small per-run payload.
+//!
+//! `cargo xtask ci` runs `interop --transport tcp` at its end unless `RSPDK_INTEROP=0`. Which
+//! target it drives is [`CI_AGAINST_KERNEL_TARGET`]: `true` (today) runs the Linux kernel target
+//! (nvmet) as the control, because our `nvmf_tgt` does not serve NVMe/TCP yet. To make CI test
+//! our own target, set that constant to `false`; by hand, run `cargo xtask interop` (no flag).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+/// What `cargo xtask ci` drives: `true` = the Linux kernel target (nvmet, the control),
+/// `false` = our `nvmf_tgt`. Switch to `false` once `nvmf_tgt` serves NVMe/TCP.
+pub const CI_AGAINST_KERNEL_TARGET: bool = true;
+
+/// Environment variable that disables the interop step of `cargo xtask ci` when set to `0`.
+pub const CI_GUARD_ENV: &str = "RSPDK_INTEROP";
+
+/// Marker printed by the guest for each step (`guest/interop.sh`, `it_step`).
+const STEP_MARKER: &str = "INTEROP-STEP ";
+/// Marker printed by the guest's `/init` with the overall verdict (`guest/lib.sh`).
+const RESULT_MARKER: &str = "VMHARNESS-RESULT: ";
+
+/// The transports the guest suites run over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// NVMe/TCP on 127.0.0.1:4420.
+    Tcp,
+    /// NVMe/RDMA over soft-RoCE (rxe0 on a guest-only dummy netdev, 10.123.0.1:4420).
+    Rdma,
+    /// TCP, then RDMA, in one boot.
+    All,
+}
+
+impl Transport {
+    /// The list the guest reads from `vmh.tests=` on its kernel command line.
+    fn guest_list(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Rdma => "rdma",
+            Transport::All => "tcp,rdma",
+        }
+    }
+}
+
+/// Options of `cargo xtask interop`.
+#[derive(Args, Debug, Clone)]
+pub struct InteropArgs {
+    /// Transports to test.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
+    /// Keep the console log and the guest payload tree even when every step passes.
+    #[arg(long)]
+    pub keep: bool,
+    /// Test this nvmf_tgt binary instead of building `-p app --bin nvmf_tgt` in release mode.
+    #[arg(long, value_name = "PATH", conflicts_with = "kernel_target")]
+    pub target_bin: Option<PathBuf>,
+    /// Run the same host-side steps against the Linux kernel target (nvmet), as a control.
+    #[arg(long)]
+    pub kernel_target: bool,
+    /// Seconds of the fio verify step.
+    #[arg(long, default_value_t = 20)]
+    pub fio_runtime: u32,
+    /// Host-side bound on the whole QEMU run, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u32,
+    /// Stream the whole guest console instead of the step lines only.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+impl InteropArgs {
+    /// The run `cargo xtask ci` does: TCP, against [`CI_AGAINST_KERNEL_TARGET`]'s choice.
+    pub fn for_ci() -> Self {
+        InteropArgs {
+            transport: Transport::Tcp,
+            keep: false,
+            target_bin: None,
+            kernel_target: CI_AGAINST_KERNEL_TARGET,
+            fio_runtime: 20,
+            timeout: 600,
+            verbose: false,
+        }
+    }
+}
+
+/// Outcome of one step, host-side or guest-side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The step ran and its checks held.
+    Pass,
+    /// The step ran and a check failed.
+    Fail,
+    /// The step did not run (not applicable, or an earlier step it needs failed).
+    Skip,
+}
+
+/// One line of the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// `host/<name>` or `<transport>/<name>`.
+    pub name: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Duration, reason or exit code, as printed by the step.
+    pub detail: String,
+}
+
+/// Parses one console line: `INTEROP-STEP tcp/connect: PASS (1.2s)` (the marker may follow
+/// other console output on the same line; carriage returns are ignored).
+pub fn parse_step_line(line: &str) -> Option<Step> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let rest = &line[line.find(STEP_MARKER)? + STEP_MARKER.len()..];
+    let (name, verdict) = rest.split_once(": ")?;
+    let (word, detail) = match verdict.split_once(' ') {
+        Some((w, d)) => (w, d.trim().trim_start_matches('(').trim_end_matches(')')),
+        None => (verdict, ""),
+    };
+    let outcome = match word {
+        "PASS" => Outcome::Pass,
+        "FAIL" => Outcome::Fail,
+        "SKIP" => Outcome::Skip,
+        _ => return None,
+    };
+    if name.is_empty() || name.contains(' ') {
+        return None;
+    }
+    Some(Step {
+        name: name.to_string(),
+        outcome,
+        detail: detail.to_string(),
+    })
+}
+
+/// The guest's overall verdict from its console log: `Some(0)` for PASS, `Some(n)` for
+/// `FAIL rc=n`, `None` when the guest never printed one (crash, panic, timeout).
+pub fn parse_verdict(log: &str) -> Option<i32> {
+    let line = log
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix(RESULT_MARKER))
+        .next_back()?;
+    if line == "PASS" {
+        return Some(0);
+    }
+    line.strip_prefix("FAIL rc=")?.trim().parse().ok()
+}
+
+/// The console lines of step `name`, from its `---- step` banner to its marker (at most `max`).
+pub fn step_section(log: &str, name: &str, max: usize) -> Vec<String> {
+    let banner = format!("---- step {name}");
+    let marker = format!("{STEP_MARKER}{name}: ");
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in log.lines() {
+        let l = l.trim_end_matches('\r');
+        if l.ends_with(&banner) {
+            inside = true;
+            out.clear();
+        }
+        if inside {
+            out.push(l.to_string());
+            if l.contains(&marker) {
+                break;
+            }
+        }
+    }
+    if out.len() > max {
+        out.drain(..out.len() - max);
+    }
+    out
+}
+
+/// Runs `cargo xtask interop`; fails when any step failed.
+pub fn interop(root: &Path, args: &InteropArgs) -> Result<()> {
+    let t = Instant::now();
+    let vm = root.join("xtask/vm");
+    let work = root.join("target/interop");
+    fs::create_dir_all(work.join("logs")).context("cannot create target/interop/logs")?;
+    let mut report: Vec<Step> = Vec::new();
+
+    host_step(&mut report, "host/debian-12", check_debian12)?;
+    host_step(&mut report, "host/build-guest", || build_guest(&vm, &work))?;
+    let mut extra: Vec<PathBuf> = Vec::new();
+    let (kind, snippet) = if args.kernel_target {
+        ("kernel-target", vm.join("snippets/kernel-target.sh"))
+    } else {
+        let bin = host_step(&mut report, "host/nvmf_tgt", || {
+            stage_target(root, &work, args.target_bin.as_deref())
+        })?;
+        extra.push(bin);
+        ("nvmf-tgt", vm.join("snippets/nvmf-tgt.sh"))
+    };
+
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let tag = format!(
+        "{kind}-{}-{stamp}",
+        args.transport.guest_list().replace(',', "+")
+    );
+    let log = work.join("logs").join(format!("{tag}.log"));
+    let keep_dir = work.join("logs").join(format!("{tag}-payload"));
+    let rc = run_guest(
+        &vm,
+        &work,
+        &snippet,
+        &log,
+        &extra,
+        args,
+        args.keep.then_some(&keep_dir),
+    )?;
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let guest_steps: Vec<Step> = text.lines().filter_map(parse_step_line).collect();
+    let verdict = parse_verdict(&text);
+    let boot = match (rc, verdict) {
+        (0, Some(0)) => Step {
+            name: "guest/verdict".into(),
+            outcome: Outcome::Pass,
+            detail: String::new(),
+        },
+        (124, _) => fail(
+            "guest/verdict",
+            format!("QEMU timed out after {} s", args.timeout),
+        ),
+        (_, None) => fail(
+            "guest/verdict",
+            format!("no verdict from the guest (run.sh exit {rc})"),
+        ),
+        (_, Some(n)) => fail("guest/verdict", format!("guest snippet exit {n}")),
+    };
+    report.extend(guest_steps);
+    report.push(boot);
+
+    print_report(&report, &text);
+    let failed = report.iter().filter(|s| s.outcome == Outcome::Fail).count();
+    let passed = report.iter().filter(|s| s.outcome == Outcome::Pass).count();
+    if failed == 0 && !args.keep {
+        let _ = fs::remove_file(&log);
+    } else {
+        eprintln!("interop: guest console log kept: {}", log.display());
+    }
+    eprintln!(
+        "interop ({kind}, {}): {passed} passed, {failed} failed, {} skipped in {:.0?}",
+        args.transport.guest_list(),
+        report.len() - passed - failed,
+        t.elapsed()
+    );
+    if failed > 0 {
+        bail!("interop: {failed} step(s) failed (log: {})", log.display());
+    }
+    Ok(())
+}
+
+fn fail(name: &str, detail: String) -> Step {
+    Step {
+        name: name.to_string(),
+        outcome: Outcome::Fail,
+        detail,
+    }
+}
+
+/// Runs a host-side step, records it, and stops the run (printing the report) when it fails.
+fn host_step<T>(report: &mut Vec<Step>, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    eprintln!("interop: {name} ...");
+    match f() {
+        Ok(v) => {
+            report.push(Step {
+                name: name.to_string(),
+                outcome: Outcome::Pass,
+                detail: format!("{:.1}s", t.elapsed().as_secs_f64()),
+            });
+            Ok(v)
+        }
+        Err(e) => {
+            report.push(fail(name, format!("{e:#}")));
+            print_report(report, "");
+            Err(e.context(format!("interop: {name} failed")))
+        }
+    }
+}
+
+/// The guest userland is copied from the host, so the host must be Debian 12 (glibc 2.36).
+fn check_debian12() -> Result<()> {
+    let os = fs::read_to_string("/etc/os-release").context("cannot read /etc/os-release")?;
+    let kv: BTreeMap<&str, &str> = os
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k, v.trim_matches('"')))
+        .collect();
+    match (kv.get("ID"), kv.get("VERSION_ID")) {
+        (Some(&"debian"), Some(&"12")) => Ok(()),
+        (id, ver) => bail!(
+            "the interop guest is built from the host's Debian 12 packages; this host is {} {}",
+            id.unwrap_or(&"?"),
+            ver.unwrap_or(&"?")
+        ),
+    }
+}
+
+/// `vm/build.sh target/interop`: apt-get installs the host tools when missing, downloads the
+/// kernel .deb, builds the initramfs; returns at once when the cached build is current.
+fn build_guest(vm: &Path, work: &Path) -> Result<()> {
+    let status = Command::new("bash")
+        .arg(vm.join("build.sh"))
+        .arg(work)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .status()
+        .context("cannot start bash vm/build.sh")?;
+    if !status.success() {
+        bail!("vm/build.sh failed with {status}");
+    }
+    Ok(())
+}
+
+/// Builds (or takes) nvmf_tgt and copies it, without debug info, to `work/payload/nvmf_tgt`.
+fn stage_target(root: &Path, work: &Path, given: Option<&Path>) -> Result<PathBuf> {
+    let src = match given {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let status = Command::new("cargo")
+                .args(["build", "--release", "-p", "app", "--bin", "nvmf_tgt"])
+                .current_dir(root)
+                .status()
+                .context("cannot start cargo")?;
+            if !status.success() {
+                bail!("cargo build --release -p app --bin nvmf_tgt failed with {status}");
+            }
+            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            target_dir.join("release/nvmf_tgt")
+        }
+    };
+    let dir = work.join("payload");
+    fs::create_dir_all(&dir).context("cannot create target/interop/payload")?;
+    let dst = dir.join("nvmf_tgt");
+    fs::copy(&src, &dst).with_context(|| format!("cannot copy {}", src.display()))?;
+    // Debug info only slows the guest's initramfs unpacking; symbols stay for backtraces.
+    let status = Command::new("strip")
+        .arg("--strip-debug")
+        .arg(&dst)
+        .status()
+        .context("cannot start strip")?;
+    if !status.success() {
+        bail!("strip --strip-debug {} failed with {status}", dst.display());
+    }
+    Ok(dst)
+}
+
+/// Boots the guest with `vm/run.sh`, echoing step lines (or everything with `--verbose`)
+/// while the console log is written to `log`. Returns run.sh's exit status.
+fn run_guest(
+    vm: &Path,
+    work: &Path,
+    snippet: &Path,
+    log: &Path,
+    extra: &[PathBuf],
+    args: &InteropArgs,
+    keep_dir: Option<&PathBuf>,
+) -> Result<i32> {
+    let mut cmd = Command::new("bash");
+    cmd.arg(vm.join("run.sh"))
+        .arg("-w")
+        .arg(work)
+        .arg("-s")
+        .arg(snippet)
+        .arg("-l")
+        .arg(log)
+        .args(["-T", args.transport.guest_list()])
+        .args(["-t", &args.timeout.to_string()])
+        .args(["-k", &format!("vmh.fio_runtime={}", args.fio_runtime)]);
+    for f in extra {
+        cmd.arg("-b").arg(f);
+    }
+    if let Some(d) = keep_dir {
+        cmd.arg("-K").arg(d);
+    }
+    eprintln!(
+        "interop: booting the guest (QEMU TCG, bound {} s); console log {}",
+        args.timeout,
+        log.display()
+    );
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start bash vm/run.sh")?;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).split(b'\n') {
+            let line =
+                String::from_utf8_lossy(&line.context("reading the guest console")?).into_owned();
+            let line = line.trim_end_matches('\r');
+            if args.verbose
+                || line.contains(STEP_MARKER)
+                || line.contains("---- step ")
+                || line.contains("ERROR:")
+            {
+                println!("{line}");
+            }
+        }
+    }
+    let status = child.wait().context("waiting for vm/run.sh")?;
+    Ok(status.code().unwrap_or(125))
+}
+
+fn print_report(report: &[Step], log: &str) {
+    for s in report
+        .iter()
+        .filter(|s| s.outcome == Outcome::Fail && !s.name.starts_with("host/"))
+    {
+        let section = step_section(log, &s.name, 60);
+        if !section.is_empty() {
+            eprintln!("---- console of failed step {} ----", s.name);
+            for l in section {
+                eprintln!("    {l}");
+            }
+        }
+    }
+    eprintln!("==== interop report ====");
+    for s in report {
+        let word = match s.outcome {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Skip => "SKIP",
+        };
+        eprintln!("{word}  {:<40} {}", s.name, s.detail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_line_with_pass_and_duration_parses() {
+        let s = parse_step_line("INTEROP-STEP tcp/connect: PASS (1.2s)\r").unwrap();
+        assert_eq!(
+            s,
+            Step {
+                name: "tcp/connect".into(),
+                outcome: Outcome::Pass,
+                detail: "1.2s".into()
+            }
+        );
+    }
+
+    #[test]
+    fn step_line_after_kernel_noise_and_fail_detail_parses() {
+        let s = parse_step_line(
+            "[  12.3] nvme nvme0: x INTEROP-STEP rdma/fio-verify: FAIL (rc=1, 25.0s)",
+        )
+        .unwrap();
+        assert_eq!(s.name, "rdma/fio-verify");
+        assert_eq!(s.outcome, Outcome::Fail);
+        assert_eq!(s.detail, "rc=1, 25.0s");
+    }
+
+    #[test]
+    fn step_line_skip_keeps_reason() {
+        let s = parse_step_line("INTEROP-STEP rdma/connect-digest: SKIP (NVMe/TCP only)").unwrap();
+        assert_eq!(s.outcome, Outcome::Skip);
+        assert_eq!(s.detail, "NVMe/TCP only");
+    }
+
+    #[test]
+    fn step_line_with_unknown_word_or_no_marker_is_ignored() {
+        assert_eq!(parse_step_line("INTEROP-STEP tcp/x: MAYBE"), None);
+        assert_eq!(parse_step_line("+ nvme connect -t tcp"), None);
+        assert_eq!(parse_step_line("INTEROP-STEP : PASS"), None);
+    }
+
+    #[test]
+    fn verdict_is_the_last_result_line() {
+        assert_eq!(
+            parse_verdict("VMHARNESS-RESULT: FAIL rc=3\r\nVMHARNESS-RESULT: PASS\r\n"),
+            Some(0)
+        );
+        assert_eq!(parse_verdict("a\nVMHARNESS-RESULT: FAIL rc=7\n"), Some(7));
+        assert_eq!(parse_verdict("Kernel panic - not syncing\n"), None);
+        assert_eq!(parse_verdict("VMHARNESS-RESULT: FAIL rc=x\n"), None);
+    }
+
+    #[test]
+    fn step_section_spans_banner_to_marker_and_is_capped() {
+        let log = "[vmh 1.0s] ---- step tcp/a\nx\nINTEROP-STEP tcp/a: PASS (0.1s)\n\
+                   [vmh 2.0s] ---- step tcp/b\nl1\nl2\nl3\nINTEROP-STEP tcp/b: FAIL (rc=1, 0.2s)\nafter\n";
+        assert_eq!(
+            step_section(log, "tcp/b", 10),
+            vec![
+                "[vmh 2.0s] ---- step tcp/b",
+                "l1",
+                "l2",
+                "l3",
+                "INTEROP-STEP tcp/b: FAIL (rc=1, 0.2s)"
+            ]
+        );
+        assert_eq!(
+            step_section(log, "tcp/b", 2),
+            vec!["l3", "INTEROP-STEP tcp/b: FAIL (rc=1, 0.2s)"]
+        );
+        assert!(step_section(log, "tcp/c", 10).is_empty());
+    }
+
+    #[test]
+    fn transport_lists_match_the_guest_suites() {
+        assert_eq!(Transport::Tcp.guest_list(), "tcp");
+        assert_eq!(Transport::Rdma.guest_list(), "rdma");
+        assert_eq!(Transport::All.guest_list(), "tcp,rdma");
+    }
+}
