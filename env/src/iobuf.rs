@@ -502,6 +502,12 @@ impl ThreadCache {
     }
 }
 
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 fn thread_cache(inner: &ThreadInner, pool: &'static IobufPool) -> Rc<ThreadCache> {
     if let Some(c) = inner.iobuf.borrow().iter().find(|c| c.pool.id == pool.id) {
         return c.clone();

@@ -77,6 +77,20 @@ pub struct ReactorStats {
     pub lw_threads: Vec<LwThreadInfo>,
 }
 
+/// One Thread in SPDK's `thread_get_stats` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ThreadStatsEntry {
+    /// Thread name.
+    pub name: String,
+    /// Thread id.
+    pub id: u64,
+    /// Core mask, SPDK form (`"1"`).
+    pub cpumask: String,
+    /// Busy/idle ticks and poller counts.
+    #[serde(flatten)]
+    pub stats: crate::thread::ThreadStats,
+}
+
 struct ReactorShared {
     core: u32,
     waker: Arc<Waker>,
@@ -305,6 +319,19 @@ impl Reactors {
                     .iter()
                     .map(|(h, _)| (r.core, h.clone()))
                     .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Every live Thread's counters, SPDK `thread_get_stats` entries.
+    pub fn thread_stats(&self) -> Vec<ThreadStatsEntry> {
+        self.threads()
+            .into_iter()
+            .map(|(core, h)| ThreadStatsEntry {
+                name: h.name(),
+                id: h.id().0,
+                cpumask: CpuMask::single(core).unwrap_or_default().to_spdk_string(),
+                stats: h.stats(),
             })
             .collect()
     }
@@ -585,6 +612,14 @@ mod tests {
         assert_eq!(st.len(), cores.len());
         assert_eq!(st[0].lw_threads[0].name, APP_THREAD_NAME);
         assert!(!st[0].irq_mode);
+        let ts = r.thread_stats();
+        let app_entry = ts.iter().find(|e| e.name == APP_THREAD_NAME).unwrap();
+        assert_eq!(
+            app_entry.cpumask,
+            CpuMask::single(cores[0]).unwrap().to_spdk_string()
+        );
+        let json = serde_json::to_value(app_entry).unwrap();
+        assert!(json.get("busy").is_some() && json.get("active_pollers_count").is_some());
         let app = r.app_thread();
         let r2 = r.clone();
         app.send_msg(move || reactors().unwrap().stop()).unwrap();

@@ -64,11 +64,13 @@ impl fmt::Display for ThreadId {
 }
 
 /// Counters of a Thread (SPDK `thread_get_stats`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ThreadStats {
     /// Ticks spent in polls that did work.
+    #[serde(rename = "busy")]
     pub busy_ticks: u64,
     /// Ticks spent in polls that did nothing.
+    #[serde(rename = "idle")]
     pub idle_ticks: u64,
     /// Registered pollers that run on every poll.
     pub active_pollers_count: u64,
@@ -368,6 +370,14 @@ impl Thread {
     }
 }
 
+impl Drop for ThreadInner {
+    /// A Thread dropped without [`Thread::exit`] refuses further messages; its pollers,
+    /// channels and caches are released with it.
+    fn drop(&mut self) {
+        self.shared.exited.store(true, Ordering::SeqCst);
+    }
+}
+
 impl fmt::Debug for Thread {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Thread")
@@ -401,6 +411,16 @@ impl ThreadHandle {
     /// The Thread's id.
     pub fn id(&self) -> ThreadId {
         self.shared.id
+    }
+
+    /// Asks the Thread to [`Thread::exit`] by message (it exits when it runs the message;
+    /// on a reactor, the reactor then drops it).
+    pub fn request_exit(&self) -> Result<(), EnvError> {
+        self.send_msg(|| {
+            if let Some(t) = Thread::current() {
+                t.exit();
+            }
+        })
     }
 
     /// The Thread's name.

@@ -324,3 +324,36 @@ fn interrupt_handler_runs_when_fd_is_readable() {
     t.poll(Ticks(3));
     assert_eq!(hits.get(), 1);
 }
+
+#[test]
+fn dropped_thread_refuses_messages() {
+    let t = Thread::new("gone");
+    let h = t.handle();
+    drop(t);
+    assert!(matches!(h.send_msg(|| {}), Err(EnvError::ThreadExited(_))));
+}
+
+#[test]
+fn request_exit_exits_the_thread_on_its_next_poll() {
+    let t = Thread::new("rq");
+    let h = t.handle();
+    h.request_exit().unwrap();
+    assert!(!t.is_exited());
+    t.poll(Ticks(0));
+    assert!(t.is_exited());
+}
+
+#[test]
+fn thread_stats_serialise_with_spdk_names() {
+    let s = ThreadStats {
+        busy_ticks: 1,
+        idle_ticks: 2,
+        active_pollers_count: 3,
+        timed_pollers_count: 4,
+        paused_pollers_count: 0,
+    };
+    assert_eq!(
+        serde_json::to_string(&s).unwrap(),
+        r#"{"busy":1,"idle":2,"active_pollers_count":3,"timed_pollers_count":4,"paused_pollers_count":0}"#
+    );
+}
