@@ -92,6 +92,11 @@ impl Framework {
         fw
     }
 
+    /// Keeps a poller registered for as long as the framework serves.
+    pub fn keep_poller(&self, p: Poller) {
+        self.pollers.borrow_mut().push(p);
+    }
+
     /// Current state.
     pub fn state(&self) -> FwState {
         self.state.get()
@@ -115,13 +120,16 @@ impl Framework {
             }
         }
         let fw = self.clone();
-        self.replay(RpcState::Startup, Box::new(move |r| match r {
-            Err(e) => fw.fail(&e),
-            Ok(()) if fw.opts.wait_for_rpc => {
-                tracing::info!("waiting for framework_start_init over RPC");
-            }
-            Ok(()) => fw.start_init(),
-        }));
+        self.replay(
+            RpcState::Startup,
+            Box::new(move |r| match r {
+                Err(e) => fw.fail(&e),
+                Ok(()) if fw.opts.wait_for_rpc => {
+                    tracing::info!("waiting for framework_start_init over RPC");
+                }
+                Ok(()) => fw.start_init(),
+            }),
+        );
     }
 
     /// Records a fatal start-up error, tears down what started and exits with code 1.
@@ -147,7 +155,11 @@ impl Framework {
                     "config file {}: subsystem \"{}\": unknown subsystem (known: {})",
                     cfg.path.display(),
                     sub.name,
-                    self.graph.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+                    self.graph
+                        .iter()
+                        .map(|s| s.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             for e in &sub.entries {
@@ -172,7 +184,12 @@ impl Framework {
             ..rpc::ServerOpts::default()
         };
         let server = UnixServer::listen(&self.opts.rpc_socket, self.registry.clone(), opts)
-            .map_err(|e| format!("cannot serve RPC on {}: {e}", self.opts.rpc_socket.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot serve RPC on {}: {e}",
+                    self.opts.rpc_socket.display()
+                )
+            })?;
         tracing::info!(socket = %self.opts.rpc_socket.display(), "RPC server listening");
         let server = Rc::new(RefCell::new(server));
         *self.server.borrow_mut() = Some(server.clone());
@@ -268,23 +285,26 @@ impl Framework {
             }
             fw.registry.set_state(RpcState::Runtime);
             let fw2 = fw.clone();
-            fw.replay(RpcState::Runtime, Box::new(move |r| {
-                if let Err(e) = r {
-                    fw2.fail(&e);
-                    return;
-                }
-                fw2.state.set(FwState::Running);
-                tracing::info!("nvmf_tgt started: all subsystems initialised");
-                if let Some(req) = fw2.start_init_req.borrow_mut().take() {
-                    req.ok(true);
-                }
-                for w in fw2.init_waiters.borrow_mut().drain(..) {
-                    w.ok(true);
-                }
-                if fw2.shutdown_requested.get() {
-                    fw2.shutdown_with(0);
-                }
-            }));
+            fw.replay(
+                RpcState::Runtime,
+                Box::new(move |r| {
+                    if let Err(e) = r {
+                        fw2.fail(&e);
+                        return;
+                    }
+                    fw2.state.set(FwState::Running);
+                    tracing::info!("nvmf_tgt started: all subsystems initialised");
+                    if let Some(req) = fw2.start_init_req.borrow_mut().take() {
+                        req.ok(true);
+                    }
+                    for w in fw2.init_waiters.borrow_mut().drain(..) {
+                        w.ok(true);
+                    }
+                    if fw2.shutdown_requested.get() {
+                        fw2.shutdown_with(0);
+                    }
+                }),
+            );
         }));
     }
 
@@ -445,8 +465,14 @@ fn register_framework_rpcs(fw: &Rc<Framework>) {
             return req.err(RpcError::internal("framework is gone"));
         };
         match fw.graph.get(&p.name) {
-            Some(s) => req.ok(Value::Array(flatten(s.config_json(p.with_batches), p.with_batches))),
-            None => req.err(RpcError::invalid_params(format!("Subsystem '{}' not found", p.name))),
+            Some(s) => req.ok(Value::Array(flatten(
+                s.config_json(p.with_batches),
+                p.with_batches,
+            ))),
+            None => req.err(RpcError::invalid_params(format!(
+                "Subsystem '{}' not found",
+                p.name
+            ))),
         }
     });
 
@@ -588,11 +614,18 @@ mod tests {
 
     #[test]
     fn batches_are_flattened_unless_asked_for() {
-        let calls = vec![json!({"method":"a"}), json!([{"method":"b"},{"method":"c"}])];
+        let calls = vec![
+            json!({"method":"a"}),
+            json!([{"method":"b"},{"method":"c"}]),
+        ];
         assert_eq!(flatten(calls.clone(), true), calls);
         assert_eq!(
             flatten(calls, false),
-            vec![json!({"method":"a"}), json!({"method":"b"}), json!({"method":"c"})]
+            vec![
+                json!({"method":"a"}),
+                json!({"method":"b"}),
+                json!({"method":"c"})
+            ]
         );
     }
 

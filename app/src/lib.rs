@@ -9,5 +9,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod env_rpc;
+pub mod framework;
 pub mod log;
+pub mod modules;
+pub mod run;
 pub mod subsystem;
+
+pub use run::run;

@@ -5,6 +5,7 @@
 //! `log_set_level` sets the level of everything else, with SPDK's level names.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
 use tracing_subscriber::layer::SubscriberExt;
@@ -74,7 +75,11 @@ impl LogControl {
         let (filter, handle) = reload::Layer::new(ctl.filter());
         let installed = tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .try_init()
             .is_ok();
         if installed {
