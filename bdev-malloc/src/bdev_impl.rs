@@ -240,7 +240,11 @@ impl BdevOps for MallocOps {
             "name": bdev.name(),
             "num_blocks": bdev.num_blocks(),
             "block_size": bdev.data_block_size(),
-            "physical_block_size": bdev.physical_block_size(),
+            "physical_block_size": if o.physical_block_size == 0 {
+                bdev.data_block_size()
+            } else {
+                o.physical_block_size
+            },
             "uuid": bdev.uuid().hyphenated().to_string(),
             "optimal_io_boundary": o.optimal_io_boundary,
             "md_size": o.md_size,

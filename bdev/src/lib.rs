@@ -120,8 +120,8 @@ pub fn examine_done() -> bool {
 }
 
 /// The `bdev` subsystem's configuration (what `framework_get_config bdev` returns): the
-/// `bdev_set_options` call, each module's own calls, then per bdev its QoS limits and its
-/// module's create call, and `bdev_wait_for_examine` last. Replaying it recreates the bdevs.
+/// `bdev_set_options` call, each module's own calls, then per bdev its module's create call
+/// and its QoS limits, and `bdev_wait_for_examine` last. Replaying it recreates the bdevs.
 pub fn subsystem_config_json() -> Value {
     let o = options();
     let mut cfg = vec![json!({
@@ -141,6 +141,9 @@ pub fn subsystem_config_json() -> Value {
         if b.is_removing() {
             continue;
         }
+        if let Some(c) = b.write_config_json() {
+            cfg.push(c);
+        }
         let l = b.qos_limits();
         if !l.is_unlimited() {
             cfg.push(json!({
@@ -153,9 +156,6 @@ pub fn subsystem_config_json() -> Value {
                     "w_mbytes_per_sec": l.w_mbytes_per_sec,
                 }
             }));
-        }
-        if let Some(c) = b.write_config_json() {
-            cfg.push(c);
         }
     }
     cfg.push(json!({ "method": "bdev_wait_for_examine" }));
