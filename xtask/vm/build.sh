@@ -35,8 +35,9 @@ log() { echo "build.sh: $*" >&2; }
 # ---------------------------------------------------------------- host packages
 # The guest userland is copied out of the host (same Debian release => same glibc),
 # so the tools must be installed on the host.  All from Debian's archive.
+# (diffutils: GNU cmp in the guest, much faster than busybox's byte-wise cmp under TCG)
 HOST_PKGS=(qemu-system-x86 busybox-static cpio kmod xz-utils binutils nvme-cli fio
-           rdma-core ibverbs-utils rdmacm-utils ibverbs-providers iproute2 socat util-linux)
+           rdma-core ibverbs-utils rdmacm-utils ibverbs-providers iproute2 socat util-linux diffutils)
 if [[ -z ${VMH_SKIP_APT:-} ]]; then
     missing=()
     for p in "${HOST_PKGS[@]}"; do
@@ -46,7 +47,7 @@ if [[ -z ${VMH_SKIP_APT:-} ]]; then
         log "apt-get install ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >&2
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+        apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}" >/dev/null
     fi
 fi
 
@@ -105,7 +106,7 @@ cp /bin/busybox "$S/usr/bin/busybox"
 REAL_TOOLS=(/usr/bin/ip /usr/sbin/nvme /usr/bin/fio /usr/bin/kmod /usr/bin/rdma /usr/bin/ibv_devices
             /usr/bin/ibv_devinfo /usr/bin/ibv_rc_pingpong /usr/bin/rping /usr/bin/ucmatose
             /usr/bin/udaddy /usr/bin/rdma_client /usr/bin/rdma_server /usr/bin/uuidgen
-            /usr/bin/socat /usr/sbin/blkdiscard)
+            /usr/bin/socat /usr/sbin/blkdiscard /usr/bin/cmp)
 for t in "${REAL_TOOLS[@]}"; do
     [[ -x $t ]] && copy_with_libs "$t" || log "warning: $t missing"
 done

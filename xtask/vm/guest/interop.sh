@@ -23,7 +23,7 @@ IT_TR=
 IT_ADDR=
 IT_DEV=
 IT_CTRL=
-IT_PAT_SHA=
+IT_PAT_WRITTEN=
 MIB=1048576
 
 it_now() { cut -d' ' -f1 /proc/uptime; }
@@ -94,7 +94,6 @@ it_disconnect_all() {
 }
 # it_id_field DEV-OR-CTRL CMD FIELD -> value of "FIELD : value" in nvme CMD output
 it_id_field() { nvme "$2" "$1" | sed -n "s/^$3 *: *//p" | head -1; }
-it_sha() { sha256sum "$1" | cut -d' ' -f1; }
 # it_read DEV OFFSET_MIB COUNT_MIB FILE : O_DIRECT read
 it_read() { dd if="$1" of="$4" bs=1M skip="$2" count="$3" iflag=direct 2>/dev/null; }
 
@@ -146,24 +145,20 @@ step_id_ns() {
     [ "$bytes" = "$IT_NS1_BYTES" ] || { vmh_die "id-ns size $bytes, expected $IT_NS1_BYTES"; return 1; }
     [ "$sysbytes" = "$IT_NS1_BYTES" ] || { vmh_die "block device size $sysbytes, expected $IT_NS1_BYTES"; return 1; }
 }
-# 64 MiB of random data at 8 MiB, written and read back with O_DIRECT, compared with cmp and sha256.
+# 64 MiB of random data at 8 MiB, written and read back with O_DIRECT, compared with cmp.
+# (GNU cmp: busybox cmp/sha256sum over 64 MiB took tens of seconds under TCG.)
 step_dd_64m() {
-    local h
     dd if=/dev/urandom of=/tmp/it.pat bs=1M count=64 2>/dev/null || return 1
-    IT_PAT_SHA=$(it_sha /tmp/it.pat)
+    IT_PAT_WRITTEN=1
     vmh_run dd if=/tmp/it.pat of="$IT_DEV" bs=1M seek=8 count=64 oflag=direct conv=fsync || { vmh_die "dd write"; return 1; }
     echo 3 > /proc/sys/vm/drop_caches
     it_read "$IT_DEV" 8 64 /tmp/it.rb || { vmh_die "dd read"; return 1; }
-    h=$(it_sha /tmp/it.rb)
-    echo "written  sha256 $IT_PAT_SHA"
-    echo "readback sha256 $h"
     cmp /tmp/it.pat /tmp/it.rb || { vmh_die "64 MiB read-back differs"; return 1; }
-    [ "$h" = "$IT_PAT_SHA" ] || { vmh_die "sha256 differs"; return 1; }
     rm -f /tmp/it.rb
 }
 # The pattern written by step_dd_64m is still there (after disconnect/reconnect).
 step_data_persists() {
-    [ -n "$IT_PAT_SHA" ] || { vmh_die "no pattern was written"; return 1; }
+    [ -n "$IT_PAT_WRITTEN" ] || { vmh_die "no pattern was written"; return 1; }
     it_read "$IT_DEV" 8 64 /tmp/it.rb || { vmh_die "dd read"; return 1; }
     cmp /tmp/it.pat /tmp/it.rb || { vmh_die "data written before the reconnect differs"; return 1; }
     rm -f /tmp/it.rb
