@@ -13,18 +13,26 @@ use crate::BdevError;
 pub enum IoBufStorage {
     /// Ordinary heap memory.
     Vec(Vec<u8>),
+    /// DMA-able memory from env.
+    Dma(env::DmaBuf),
+    /// A buffer from env's iobuf pool (returned to the pool when dropped).
+    Iobuf(env::IoBuf),
 }
 
 impl IoBufStorage {
     fn bytes(&self) -> &[u8] {
         match self {
             IoBufStorage::Vec(v) => v,
+            IoBufStorage::Dma(d) => d.as_slice(),
+            IoBufStorage::Iobuf(b) => b,
         }
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         match self {
             IoBufStorage::Vec(v) => v,
+            IoBufStorage::Dma(d) => d.as_mut_slice(),
+            IoBufStorage::Iobuf(b) => b,
         }
     }
 
@@ -38,6 +46,8 @@ impl std::fmt::Debug for IoBufStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             IoBufStorage::Vec(v) => write!(f, "Vec({} bytes)", v.len()),
+            IoBufStorage::Dma(d) => write!(f, "Dma({} bytes)", d.len()),
+            IoBufStorage::Iobuf(b) => write!(f, "Iobuf({} bytes)", b.len()),
         }
     }
 }
@@ -45,6 +55,18 @@ impl std::fmt::Debug for IoBufStorage {
 impl From<Vec<u8>> for IoBufStorage {
     fn from(v: Vec<u8>) -> Self {
         IoBufStorage::Vec(v)
+    }
+}
+
+impl From<env::DmaBuf> for IoBufStorage {
+    fn from(d: env::DmaBuf) -> Self {
+        IoBufStorage::Dma(d)
+    }
+}
+
+impl From<env::IoBuf> for IoBufStorage {
+    fn from(b: env::IoBuf) -> Self {
+        IoBufStorage::Iobuf(b)
     }
 }
 
@@ -289,9 +311,13 @@ mod tests {
         assert_eq!(n, 7);
         assert_eq!(v.to_vec(), vec![0xAA, 1, 2, 3, 4, 5, 6, 7, 0xCC]);
         let segs = v.into_segments();
-        let IoBufStorage::Vec(first) = segs[0].storage();
+        let IoBufStorage::Vec(first) = segs[0].storage() else {
+            panic!("vec storage expected")
+        };
         assert_eq!(first, &vec![0xAA, 0xAA, 0xAA, 1, 2, 0xAA, 0xAA, 0xAA]);
-        let IoBufStorage::Vec(last) = segs[2].storage();
+        let IoBufStorage::Vec(last) = segs[2].storage() else {
+            panic!("vec storage expected")
+        };
         assert_eq!(last, &vec![0xCC, 7, 0xCC, 0xCC, 0xCC, 0xCC]);
     }
 
@@ -305,6 +331,20 @@ mod tests {
         assert!(v.eq_slice_at(2, &[7, 6, 5, 4]));
         assert!(!v.eq_slice_at(2, &[7, 6, 5, 0]));
         assert!(!v.eq_slice_at(8, &[1, 0]));
+    }
+
+    #[test]
+    fn dma_segment_window_is_checked_and_writable() {
+        let d = env::DmaBuf::alloc(4096, 4096).unwrap();
+        assert!(IoVec::new(env::DmaBuf::alloc(4096, 4096).unwrap(), 4000, 97).is_err());
+        let mut v = IoVecs::single(IoVec::new(d, 8, 16).unwrap());
+        assert_eq!(v.copy_from_slice_at(0, &[7; 16]), 16);
+        let IoBufStorage::Dma(d) = v.into_segments().remove(0).into_storage() else {
+            panic!("dma storage expected")
+        };
+        assert_eq!(&d.as_slice()[..8], &[0; 8]);
+        assert_eq!(&d.as_slice()[8..24], &[7; 16]);
+        assert_eq!(d.as_slice()[24], 0);
     }
 
     #[test]
