@@ -260,7 +260,7 @@ impl IobufPool {
     }
 
     fn give_back(&self, class: Class, idx: u32) {
-        if self.classes[class as usize].free.push(idx).is_err() {
+        if self.classes[class as usize].free.push_spin(idx).is_err() {
             tracing::error!(idx, "iobuf ring overflow (double free?)");
         }
     }

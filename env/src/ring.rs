@@ -8,7 +8,7 @@
 //!
 //! Model-checked with loom: `RUSTFLAGS="--cfg loom" cargo test -p rspdk-env --release --lib loom`.
 
-use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicUsize, Ordering, UnsafeCell, spin_yield};
 use std::mem::MaybeUninit;
 
 struct Slot<T> {
@@ -55,7 +55,9 @@ impl<T> Ring<T> {
         self.mask + 1
     }
 
-    /// Appends `v`; gives it back if the ring is full.
+    /// Appends `v`; gives it back if the ring is full. Never waits: with several consumers it
+    /// can also fail while a consumer is between claiming and releasing the slot it needs (see
+    /// [`Ring::push_spin`]); with one consumer a failure means the ring is full.
     pub fn push(&self, v: T) -> Result<(), T> {
         let mut pos = self.enq.load(Ordering::Relaxed);
         loop {
@@ -83,6 +85,31 @@ impl<T> Ring<T> {
                 return Err(v);
             } else {
                 pos = self.enq.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Appends `v`, waiting out a consumer that has claimed the target slot but not yet
+    /// released it (with several consumers, [`Ring::push`] can fail that way on a ring that is
+    /// not full). Gives `v` back only if the ring is really full. Used to return buffers to a
+    /// pool whose ring can hold all of them, so the wait is for another thread's few
+    /// instructions.
+    pub fn push_spin(&self, mut v: T) -> Result<(), T> {
+        loop {
+            match self.push(v) {
+                Ok(()) => return Ok(()),
+                Err(back) => {
+                    // Read-modify-writes read the latest values. Reading enq before deq can
+                    // only under-estimate the fill, so a ring that can hold every item it
+                    // will ever get is never reported full here.
+                    let enq = self.enq.fetch_add(0, Ordering::SeqCst);
+                    let deq = self.deq.fetch_add(0, Ordering::SeqCst);
+                    if enq.wrapping_sub(deq) as isize >= self.capacity() as isize {
+                        return Err(back);
+                    }
+                    v = back;
+                    spin_yield();
+                }
             }
         }
     }
@@ -302,6 +329,35 @@ mod loom_tests {
             let mut got: Vec<_> = [a, b].into_iter().flatten().collect();
             got.sort();
             assert_eq!(got, vec![1, 2]);
+        });
+    }
+
+    #[test]
+    fn loom_pool_take_and_return_keeps_every_index() {
+        // The iobuf pool pattern: indices are taken and returned concurrently (MPMC).
+        loom::model(|| {
+            let r = Arc::new(Ring::new(2));
+            r.push(0u32).unwrap();
+            r.push(1u32).unwrap();
+            let ths: Vec<_> = (0..2)
+                .map(|_| {
+                    let r = r.clone();
+                    loom::thread::spawn(move || {
+                        if let Some(i) = r.pop() {
+                            r.push_spin(i).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in ths {
+                t.join().unwrap();
+            }
+            let mut left = Vec::new();
+            while let Some(i) = r.pop() {
+                left.push(i);
+            }
+            left.sort();
+            assert_eq!(left, vec![0, 1]);
         });
     }
 }

@@ -30,3 +30,15 @@ impl<T> UnsafeCell<T> {
         f(self.0.get())
     }
 }
+
+/// Lets another thread run (loom: a scheduling point), for short spin-waits.
+#[cfg(loom)]
+pub(crate) fn spin_yield() {
+    loom::thread::yield_now();
+}
+
+/// Lets another thread run (loom: a scheduling point), for short spin-waits.
+#[cfg(not(loom))]
+pub(crate) fn spin_yield() {
+    std::thread::yield_now();
+}
