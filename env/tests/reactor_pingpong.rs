@@ -1,6 +1,8 @@
 //! Messages bounce between Threads on two reactors, in busy and in interrupt mode: every
 //! message arrives (no loss, no lost wakeup) within a bounded time.
 
+#![allow(clippy::unwrap_used)] // test code
+
 use env::{CpuMask, ReactorOpts, Reactors, ThreadHandle};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
