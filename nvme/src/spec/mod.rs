@@ -11,7 +11,9 @@
 pub mod cqe;
 pub mod discovery;
 pub mod fabrics;
+pub mod features;
 pub mod identify;
+pub mod io;
 pub mod log;
 pub mod nqn;
 pub mod opcode;
