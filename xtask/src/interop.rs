@@ -528,6 +528,32 @@ mod tests {
     }
 
     #[test]
+    fn vm_scripts_have_valid_shell_syntax() {
+        let vm = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm");
+        let scripts = [
+            ("bash", "build.sh"),
+            ("bash", "run.sh"),
+            ("sh", "guest/init"),
+            ("sh", "guest/lib.sh"),
+            ("sh", "guest/interop.sh"),
+            ("sh", "snippets/kernel-target.sh"),
+            ("sh", "snippets/nvmf-tgt.sh"),
+        ];
+        for (shell, script) in scripts {
+            let out = Command::new(shell)
+                .arg("-n")
+                .arg(vm.join(script))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{shell} -n {script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    #[test]
     fn transport_lists_match_the_guest_suites() {
         assert_eq!(Transport::Tcp.guest_list(), "tcp");
         assert_eq!(Transport::Rdma.guest_list(), "rdma");

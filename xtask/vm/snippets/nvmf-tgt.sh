@@ -68,10 +68,10 @@ write_config() {
   {"method":"bdev_malloc_create","params":{"name":"Malloc1","num_blocks":131072,"block_size":512}},
   {"method":"bdev_wait_for_examine"}]},
  {"subsystem":"nvmf","config":[
+  $(transports | tr -d '\n' | cut -c2-),
   {"method":"nvmf_create_subsystem","params":{"nqn":"$IT_NQN","allow_any_host":true,"serial_number":"RSPDK0000000001","model_number":"rspdk interop","max_namespaces":32}},
   {"method":"nvmf_create_subsystem","params":{"nqn":"$IT_NQN_RESTRICTED","allow_any_host":false,"serial_number":"RSPDK0000000002","max_namespaces":4}},
   {"method":"nvmf_subsystem_add_host","params":{"nqn":"$IT_NQN_RESTRICTED","host":"$IT_ALLOWED_HOSTNQN"}}
-  $(transports | tr -d '\n')
   $(listeners "$IT_NQN" | tr -d '\n')
   $(listeners "$IT_NQN_RESTRICTED" | tr -d '\n')
   ,{"method":"nvmf_subsystem_add_ns","params":{"nqn":"$IT_NQN","namespace":{"nsid":1,"bdev_name":"Malloc0"}}}
@@ -83,7 +83,7 @@ step_target_start() {
     local i
     write_config > /opt/user/config.json
     cat /opt/user/config.json
-    "$TGT" -c /opt/user/config.json -m 0x1 > "$TGT_LOG" 2>&1 &
+    NO_COLOR=1 "$TGT" -c /opt/user/config.json -m 0x1 > "$TGT_LOG" 2>&1 &
     TPID=$!
     for i in $(seq 1 100); do
         kill -0 "$TPID" 2>/dev/null || { vmh_die "nvmf_tgt exited during startup"; wait "$TPID"; vmh_log "exit status $?"; return 1; }
@@ -128,6 +128,8 @@ if it_step start step_target_start; then
     done
     IT_TR=target
     it_step stop-sigterm-exit-0 step_target_stop
+else
+    for tr in $TRANSPORTS; do IT_TR=$tr; it_skip all-steps "nvmf_tgt did not start"; done
 fi
 [ "$IT_FAILS" = 0 ] || { echo "---- nvmf_tgt log (tail) ----"; tail -n 60 "$TGT_LOG"; }
 vmh_log "nvmf_tgt: $IT_FAILS failed step(s)"
