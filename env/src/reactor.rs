@@ -94,7 +94,8 @@ pub struct ThreadStatsEntry {
 struct ReactorShared {
     core: u32,
     waker: Arc<Waker>,
-    incoming: Mutex<Vec<Arc<ThreadShared>>>,
+    /// Threads to adopt; `None` once the reactor stopped (then spawns are refused).
+    incoming: Mutex<Option<Vec<Arc<ThreadShared>>>>,
     has_incoming: AtomicBool,
     busy: AtomicU64,
     idle: AtomicU64,
@@ -145,7 +146,7 @@ impl Reactors {
             reactors.push(ReactorShared {
                 core,
                 waker: Arc::new(Waker::new()?),
-                incoming: Mutex::new(Vec::new()),
+                incoming: Mutex::new(Some(Vec::new())),
                 has_incoming: AtomicBool::new(false),
                 busy: AtomicU64::new(0),
                 idle: AtomicU64::new(0),
@@ -168,7 +169,7 @@ impl Reactors {
                 joins: Mutex::new(Vec::new()),
             }),
         };
-        r.enqueue(0, app);
+        r.enqueue(0, app)?;
         let (tx, rx) = mpsc::channel();
         for (idx, &core) in cores.iter().enumerate() {
             let me = r.clone();
@@ -206,12 +207,16 @@ impl Reactors {
         Ok(r)
     }
 
-    fn enqueue(&self, idx: usize, t: Arc<ThreadShared>) {
+    fn enqueue(&self, idx: usize, t: Arc<ThreadShared>) -> Result<(), EnvError> {
         let re = &self.shared.reactors[idx];
         t.set_waker(re.waker.clone());
-        lock(&re.incoming).push(t);
+        lock(&re.incoming)
+            .as_mut()
+            .ok_or(EnvError::ReactorNotRunning)?
+            .push(t);
         re.has_incoming.store(true, Ordering::SeqCst);
         re.waker.signal();
+        Ok(())
     }
 
     /// Creates a Thread named `name` on the reactor of `core` and runs `init` as its first
@@ -234,7 +239,7 @@ impl Reactors {
         let t = ThreadShared::new(name, crate::thread::DEFAULT_RING_SIZE);
         let h = ThreadHandle { shared: t.clone() };
         h.send_msg(init)?;
-        self.enqueue(idx, t);
+        self.enqueue(idx, t)?;
         Ok(h)
     }
 
@@ -267,8 +272,14 @@ impl Reactors {
         self.shared.stop.load(Ordering::Acquire)
     }
 
-    /// Joins the reactor OS threads (after [`Reactors::stop`]). Must not be called on a reactor.
+    /// Joins the reactor OS threads (after [`Reactors::stop`]). Refused on a reactor thread
+    /// (it would join itself).
     pub fn wait(self) -> Result<(), EnvError> {
+        if reactors().is_some() {
+            return Err(EnvError::InvalidArgument(
+                "Reactors::wait called on a reactor thread".into(),
+            ));
+        }
         let joins = std::mem::take(&mut *lock(&self.shared.joins));
         let mut res = Ok(());
         for (core, j) in joins {
@@ -472,7 +483,10 @@ fn reactor_main(r: Reactors, idx: usize, started: mpsc::Sender<Result<(), EnvErr
     let mut last = monotonic();
     loop {
         if me.has_incoming.swap(false, Ordering::SeqCst) {
-            let new = std::mem::take(&mut *lock(&me.incoming));
+            let new = lock(&me.incoming)
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default();
             let mut list = lock(&me.threads);
             for sh in new {
                 let t = Thread::from_shared(sh);
@@ -506,6 +520,13 @@ fn reactor_main(r: Reactors, idx: usize, started: mpsc::Sender<Result<(), EnvErr
             maybe_sleep(&r, me, s, &mut threads);
         }
     }
+    // Close the door first: Threads spawned from here on are refused; those already queued
+    // are adopted so that their handles report exited.
+    let late = lock(&me.incoming).take().unwrap_or_default();
+    threads.extend(late.into_iter().map(|sh| LocalThread {
+        thread: Thread::from_shared(sh),
+        irq_fd_added: false,
+    }));
     for lt in &threads {
         lt.thread.exit();
     }
@@ -622,7 +643,15 @@ mod tests {
         assert!(json.get("busy").is_some() && json.get("active_pollers_count").is_some());
         let app = r.app_thread();
         let r2 = r.clone();
-        app.send_msg(move || reactors().unwrap().stop()).unwrap();
+        app.send_msg(move || {
+            let me = reactors().unwrap();
+            assert!(matches!(
+                me.clone().wait(),
+                Err(EnvError::InvalidArgument(_))
+            ));
+            me.stop();
+        })
+        .unwrap();
         r2.wait().unwrap();
         assert!(app.is_exited());
         assert!(matches!(
