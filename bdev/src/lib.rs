@@ -113,12 +113,6 @@ pub fn unregister(
     registry::unregister(name, module, Some(cb))
 }
 
-/// True once every module's examine of registered bdevs finished (always, for the
-/// synchronous examine callbacks of this crate).
-pub fn examine_done() -> bool {
-    registry::examine_done()
-}
-
 /// The `bdev` subsystem's configuration (what `framework_get_config bdev` returns): the
 /// `bdev_set_options` call, each module's own calls, then per bdev its module's create call
 /// and its QoS limits, and `bdev_wait_for_examine` last. Replaying it recreates the bdevs.

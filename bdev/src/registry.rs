@@ -3,7 +3,7 @@
 //! I/O path never does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -66,8 +66,6 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
         initialized: false,
     })
 });
-
-static EXAMINE_DONE: AtomicBool = AtomicBool::new(true);
 
 fn reg() -> MutexGuard<'static, Registry> {
     lock(&REGISTRY)
@@ -173,10 +171,6 @@ pub(crate) fn lookup(name: &str) -> Option<Arc<BdevShared>> {
 
 pub(crate) fn all() -> Vec<Arc<BdevShared>> {
     reg().bdevs.clone()
-}
-
-pub(crate) fn examine_done() -> bool {
-    EXAMINE_DONE.load(Ordering::Acquire)
 }
 
 fn remove_names(b: &Arc<BdevShared>) {

@@ -36,6 +36,8 @@ pub fn register_rpcs(reg: &RpcRegistry) {
     reg.register("bdev_get_iostat", StateMask::RUNTIME, bdev_get_iostat);
     reg.register("bdev_set_options", StateMask::STARTUP, bdev_set_options);
     reg.register("bdev_set_qos_limit", StateMask::RUNTIME, bdev_set_qos_limit);
+    // Modules examine a new bdev synchronously inside its registration, so by the time this
+    // call runs every examine has finished.
     reg.register("bdev_wait_for_examine", StateMask::RUNTIME, |req| {
         req.ok(true)
     });
