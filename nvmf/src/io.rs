@@ -1,0 +1,421 @@
+//! NVM I/O commands mapped to bdev calls (SPDK `lib/nvmf/ctrlr_bdev.c`).
+//!
+//! Every command is checked before it reaches the bdev: namespace, LBA range, transfer length
+//! against the SGL length, supported I/O types. Submission uses the poll group's own bdev
+//! channel for the namespace; completions come back on the same Thread and become the
+//! queue pair's response.
+
+use crate::poll_group::PgInner;
+use crate::qpair::{QpairInner, Reply};
+use crate::request::{DataBuf, Request};
+use crate::subsystem::Namespace;
+use bdev::{BdevChannel, InvalidIo, IoCompletion, IoRequest, IoStatus, IoType};
+use nvme::spec::{Fuse, GenericStatus, MediaStatus, NvmOpcode, Sct, Status};
+use std::cell::Cell;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+/// DSM range entry size in bytes (NVM Command Set 1.0, Figure 39).
+const DSM_RANGE_SIZE: usize = 16;
+/// DSM attribute: deallocate (CDW11 bit 2).
+const DSM_AD: u32 = 1 << 2;
+/// Copy source range entry size, format 0.
+const COPY_RANGE_SIZE: usize = 32;
+
+fn st(s: GenericStatus) -> Reply {
+    Reply::status(Status::from(s).with_dnr())
+}
+
+/// Maps a bdev completion status to an NVMe status (SPDK `spdk_bdev_io_get_nvme_status`).
+pub(crate) fn nvme_status(s: IoStatus) -> Status {
+    match s {
+        IoStatus::Success => Status::SUCCESS,
+        IoStatus::Miscompare => Status::from(MediaStatus::COMPARE_FAILURE),
+        IoStatus::Aborted => Status::from(GenericStatus::ABORTED_BY_REQUEST),
+        IoStatus::NvmeError { sct, sc, .. } => Status::new(Sct(sct), sc),
+        IoStatus::Invalid(InvalidIo::OutOfRange) => {
+            Status::from(GenericStatus::LBA_OUT_OF_RANGE).with_dnr()
+        }
+        IoStatus::Invalid(InvalidIo::Unsupported) => {
+            Status::from(GenericStatus::INVALID_OPCODE).with_dnr()
+        }
+        IoStatus::Invalid(InvalidIo::BufferTooShort) => {
+            Status::from(GenericStatus::DATA_SGL_LENGTH_INVALID).with_dnr()
+        }
+        IoStatus::Invalid(_) => Status::from(GenericStatus::INVALID_FIELD).with_dnr(),
+        _ => Status::from(GenericStatus::INTERNAL_DEVICE_ERROR),
+    }
+}
+
+/// Submits `request`, retrying after `queue_io_wait` when the bdev is out of resources.
+fn submit(ch: Rc<BdevChannel>, request: IoRequest, done: impl FnOnce(IoCompletion) + 'static) {
+    let ch2 = ch.clone();
+    ch.submit(request, move |c: IoCompletion| {
+        if c.status == IoStatus::Nomem {
+            let ch3 = ch2.clone();
+            ch2.queue_io_wait(move || submit(ch3, c.request, done));
+        } else {
+            done(c);
+        }
+    });
+}
+
+/// Completion for `cid` on the queue pair (if it still exists).
+fn completer(q: &Rc<QpairInner>, cid: u16) -> impl FnOnce(Reply) + 'static {
+    let w: Weak<QpairInner> = Rc::downgrade(q);
+    move |r| {
+        if let Some(q) = w.upgrade() {
+            q.complete_async(cid, r);
+        }
+    }
+}
+
+/// Executes an I/O command; None when it went to the bdev (answered later).
+pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option<Reply> {
+    let shared = q.ctrlr.borrow().clone()?;
+    if !shared.is_ready() || shared.csts().shst() != 0 {
+        tracing::error!(opc = req.sqe.opc, "I/O command sent to disabled controller");
+        return Some(Reply::status(GenericStatus::COMMAND_SEQUENCE_ERROR.into()));
+    }
+    let nqn = q.subnqn.borrow().clone();
+    let Some(snap) = pg.subsystem(&nqn) else {
+        return Some(Reply::status(GenericStatus::INTERNAL_DEVICE_ERROR.into()));
+    };
+    let nsid = req.sqe.nsid();
+    let Some(ns) = snap.namespaces.get(&nsid).cloned() else {
+        tracing::error!(nsid, "I/O command for an inactive or invalid namespace");
+        return Some(st(GenericStatus::INVALID_NAMESPACE_OR_FORMAT));
+    };
+    let ch = match pg.channel(&nqn, &ns) {
+        Ok(ch) => ch,
+        Err(e) => {
+            tracing::error!(nsid, error = %e, "no bdev channel");
+            return Some(Reply::status(GenericStatus::INTERNAL_DEVICE_ERROR.into()));
+        }
+    };
+    match req.sqe.fuse() {
+        Fuse::Normal => {
+            if let Some(first) = q.fused.borrow_mut().take() {
+                // A first fused command not followed by its second one.
+                let cid = first.sqe.cid();
+                q.complete_async(cid, st(GenericStatus::ABORTED_MISSING_FUSED));
+            }
+        }
+        Fuse::First => {
+            if req.sqe.nvm_opcode() != NvmOpcode::COMPARE {
+                return Some(st(GenericStatus::INVALID_FIELD));
+            }
+            if let Some(prev) = q.fused.borrow_mut().replace(req) {
+                q.complete_async(prev.sqe.cid(), st(GenericStatus::ABORTED_MISSING_FUSED));
+            }
+            return None;
+        }
+        Fuse::Second => {
+            let first = q.fused.borrow_mut().take();
+            let Some(first) = first else {
+                return Some(st(GenericStatus::ABORTED_MISSING_FUSED));
+            };
+            return compare_and_write(q, &ns, ch, first, req);
+        }
+        Fuse::Reserved => return Some(st(GenericStatus::INVALID_FIELD)),
+    }
+    let cid = req.sqe.cid();
+    let opc = req.sqe.nvm_opcode();
+    let done = completer(q, cid);
+    match opc {
+        NvmOpcode::READ | NvmOpcode::WRITE | NvmOpcode::COMPARE => rw(&ns, ch, req, done),
+        NvmOpcode::FLUSH => {
+            let b = ns.desc.bdev();
+            if !b.io_type_supported(IoType::Flush) {
+                return Some(Reply::status(Status::SUCCESS));
+            }
+            submit(
+                ch,
+                IoRequest::Flush {
+                    offset_blocks: 0,
+                    num_blocks: b.num_blocks(),
+                },
+                move |c| done(Reply::status(nvme_status(c.status))),
+            );
+            None
+        }
+        NvmOpcode::WRITE_ZEROES => {
+            let (slba, nlb) = lba_range(&req);
+            if let Some(r) = check_range(&ns, slba, nlb) {
+                return Some(r);
+            }
+            if !ns.desc.bdev().io_type_supported(IoType::WriteZeroes) {
+                return Some(st(GenericStatus::INVALID_OPCODE));
+            }
+            submit(
+                ch,
+                IoRequest::WriteZeroes {
+                    offset_blocks: slba,
+                    num_blocks: nlb,
+                },
+                move |c| done(Reply::status(nvme_status(c.status))),
+            );
+            None
+        }
+        NvmOpcode::DATASET_MANAGEMENT => dsm(&ns, ch, &req, done),
+        NvmOpcode::COPY => copy(&ns, ch, &req, done),
+        _ => {
+            tracing::info!(opc = opc.0, "unsupported I/O opcode");
+            Some(st(GenericStatus::INVALID_OPCODE))
+        }
+    }
+}
+
+/// SLBA (CDW10-11) and NLB (CDW12 bits 15:0, 0-based) of a read/write-like command.
+fn lba_range(req: &Request) -> (u64, u64) {
+    let slba = u64::from(req.sqe.cdw10.get()) | (u64::from(req.sqe.cdw11.get()) << 32);
+    let nlb = u64::from(req.sqe.cdw12.get() & 0xffff) + 1;
+    (slba, nlb)
+}
+
+fn check_range(ns: &Namespace, slba: u64, nlb: u64) -> Option<Reply> {
+    let blocks = ns.desc.bdev().num_blocks();
+    match slba.checked_add(nlb) {
+        Some(end) if end <= blocks => None,
+        _ => {
+            tracing::error!(slba, nlb, blocks, "LBA range out of the namespace");
+            Some(st(GenericStatus::LBA_OUT_OF_RANGE))
+        }
+    }
+}
+
+fn rw(
+    ns: &Arc<Namespace>,
+    ch: Rc<BdevChannel>,
+    req: Request,
+    done: impl FnOnce(Reply) + 'static,
+) -> Option<Reply> {
+    let (slba, nlb) = lba_range(&req);
+    if let Some(r) = check_range(ns, slba, nlb) {
+        return Some(r);
+    }
+    let bs = u64::from(ns.desc.bdev().block_size());
+    let bytes = nlb * bs;
+    if bytes > u64::from(req.length) {
+        tracing::error!(bytes, sgl = req.length, "transfer longer than the SGL");
+        return Some(st(GenericStatus::DATA_SGL_LENGTH_INVALID));
+    }
+    let opc = req.sqe.nvm_opcode();
+    let io = match opc {
+        NvmOpcode::READ => IoRequest::Read {
+            offset_blocks: slba,
+            num_blocks: nlb,
+            bufs: DataBuf::from_vec(vec![0; bytes as usize]),
+        },
+        _ => {
+            let Some(data) = req.data else {
+                return Some(st(GenericStatus::DATA_SGL_LENGTH_INVALID));
+            };
+            if (data.total_len() as u64) < bytes {
+                return Some(st(GenericStatus::DATA_SGL_LENGTH_INVALID));
+            }
+            if opc == NvmOpcode::WRITE {
+                IoRequest::Write {
+                    offset_blocks: slba,
+                    num_blocks: nlb,
+                    bufs: data,
+                }
+            } else {
+                if !ns.desc.bdev().io_type_supported(IoType::Compare) {
+                    return Some(st(GenericStatus::INVALID_OPCODE));
+                }
+                IoRequest::Compare {
+                    offset_blocks: slba,
+                    num_blocks: nlb,
+                    bufs: data,
+                }
+            }
+        }
+    };
+    submit(ch, io, move |c| {
+        let status = nvme_status(c.status);
+        let is_read = matches!(c.request, IoRequest::Read { .. });
+        let mut r = Reply::status(status);
+        if is_read && status.is_success() {
+            if let Some((bufs, _)) = c.into_bufs() {
+                r = r.data(bufs);
+            }
+        }
+        done(r)
+    });
+    None
+}
+
+fn compare_and_write(
+    q: &Rc<QpairInner>,
+    ns: &Arc<Namespace>,
+    ch: Rc<BdevChannel>,
+    first: Request,
+    second: Request,
+) -> Option<Reply> {
+    let (c_cid, w_cid) = (first.sqe.cid(), second.sqe.cid());
+    let fail_both = |s: GenericStatus| {
+        q.complete_async(c_cid, st(GenericStatus::ABORTED_FAILED_FUSED));
+        Some(st(s))
+    };
+    if second.sqe.nvm_opcode() != NvmOpcode::WRITE {
+        return fail_both(GenericStatus::INVALID_FIELD);
+    }
+    let (slba, nlb) = lba_range(&first);
+    if lba_range(&second) != (slba, nlb) || first.sqe.nsid() != second.sqe.nsid() {
+        return fail_both(GenericStatus::INVALID_FIELD);
+    }
+    if check_range(ns, slba, nlb).is_some() {
+        q.complete_async(c_cid, st(GenericStatus::LBA_OUT_OF_RANGE));
+        return Some(st(GenericStatus::ABORTED_FAILED_FUSED));
+    }
+    if !ns.desc.bdev().io_type_supported(IoType::CompareAndWrite) {
+        return fail_both(GenericStatus::INVALID_OPCODE);
+    }
+    let bytes = (nlb * u64::from(ns.desc.bdev().block_size())) as usize;
+    let (Some(cmp), Some(wr)) = (first.data, second.data) else {
+        return fail_both(GenericStatus::DATA_SGL_LENGTH_INVALID);
+    };
+    if cmp.total_len() < bytes || wr.total_len() < bytes {
+        return fail_both(GenericStatus::DATA_SGL_LENGTH_INVALID);
+    }
+    let done_c = completer(q, c_cid);
+    let done_w = completer(q, w_cid);
+    submit(
+        ch,
+        IoRequest::CompareAndWrite {
+            offset_blocks: slba,
+            num_blocks: nlb,
+            compare: cmp,
+            write: wr,
+        },
+        move |c| {
+            let s = nvme_status(c.status);
+            if c.status == IoStatus::Miscompare {
+                done_c(Reply::status(s));
+                done_w(st(GenericStatus::ABORTED_FAILED_FUSED));
+            } else {
+                done_c(Reply::status(s));
+                done_w(Reply::status(s));
+            }
+        },
+    );
+    None
+}
+
+fn dsm(
+    ns: &Arc<Namespace>,
+    ch: Rc<BdevChannel>,
+    req: &Request,
+    done: impl FnOnce(Reply) + 'static,
+) -> Option<Reply> {
+    let nr = (req.sqe.cdw10.get() & 0xff) as usize + 1;
+    let attrs = req.sqe.cdw11.get();
+    if attrs & DSM_AD == 0 {
+        // Only deallocate has an effect; integral read/write hints are advisory.
+        return Some(Reply::status(Status::SUCCESS));
+    }
+    if !ns.desc.bdev().io_type_supported(IoType::Unmap) {
+        return Some(st(GenericStatus::INVALID_OPCODE));
+    }
+    let need = nr * DSM_RANGE_SIZE;
+    let Some(data) = req.data.as_ref() else {
+        return Some(st(GenericStatus::DATA_SGL_LENGTH_INVALID));
+    };
+    if data.total_len() < need {
+        return Some(st(GenericStatus::DATA_SGL_LENGTH_INVALID));
+    }
+    let mut raw = vec![0u8; need];
+    data.copy_to_slice_at(0, &mut raw);
+    let mut ranges = Vec::with_capacity(nr);
+    for r in raw.chunks_exact(DSM_RANGE_SIZE) {
+        let nlb = u64::from(u32::from_le_bytes([r[4], r[5], r[6], r[7]]));
+        let mut s = [0u8; 8];
+        s.copy_from_slice(&r[8..16]);
+        let slba = u64::from_le_bytes(s);
+        if nlb == 0 {
+            continue;
+        }
+        if let Some(e) = check_range(ns, slba, nlb) {
+            return Some(e);
+        }
+        ranges.push((slba, nlb));
+    }
+    if ranges.is_empty() {
+        return Some(Reply::status(Status::SUCCESS));
+    }
+    let left = Rc::new(Cell::new(ranges.len()));
+    let worst = Rc::new(Cell::new(Status::SUCCESS));
+    let done = Rc::new(Cell::new(Some(done)));
+    for (slba, nlb) in ranges {
+        let (left, worst, done) = (left.clone(), worst.clone(), done.clone());
+        submit(
+            ch.clone(),
+            IoRequest::Unmap {
+                offset_blocks: slba,
+                num_blocks: nlb,
+            },
+            move |c| {
+                let s = nvme_status(c.status);
+                if !s.is_success() {
+                    worst.set(s);
+                }
+                left.set(left.get() - 1);
+                if left.get() == 0
+                    && let Some(d) = done.take()
+                {
+                    d(Reply::status(worst.get()));
+                }
+            },
+        );
+    }
+    None
+}
+
+fn copy(
+    ns: &Arc<Namespace>,
+    ch: Rc<BdevChannel>,
+    req: &Request,
+    done: impl FnOnce(Reply) + 'static,
+) -> Option<Reply> {
+    let sdlba = u64::from(req.sqe.cdw10.get()) | (u64::from(req.sqe.cdw11.get()) << 32);
+    let cdw12 = req.sqe.cdw12.get();
+    let nr = (cdw12 & 0xff) as usize;
+    let format = (cdw12 >> 8) & 0xf;
+    if format != 0 {
+        return Some(st(GenericStatus::INVALID_FIELD));
+    }
+    if nr != 0 {
+        // MSRC is 0: one source range only, as SPDK.
+        tracing::error!(nr = nr + 1, "Copy with more than one source range");
+        return Some(st(GenericStatus::INVALID_FIELD));
+    }
+    if !ns.desc.bdev().io_type_supported(IoType::Copy) {
+        return Some(st(GenericStatus::INVALID_OPCODE));
+    }
+    let Some(data) = req.data.as_ref() else {
+        return Some(st(GenericStatus::DATA_SGL_LENGTH_INVALID));
+    };
+    if data.total_len() < COPY_RANGE_SIZE {
+        return Some(st(GenericStatus::DATA_SGL_LENGTH_INVALID));
+    }
+    let mut r = [0u8; COPY_RANGE_SIZE];
+    data.copy_to_slice_at(0, &mut r);
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&r[8..16]);
+    let slba = u64::from_le_bytes(s);
+    let nlb = u64::from(u16::from_le_bytes([r[16], r[17]])) + 1;
+    if let Some(e) = check_range(ns, slba, nlb).or_else(|| check_range(ns, sdlba, nlb)) {
+        return Some(e);
+    }
+    submit(
+        ch,
+        IoRequest::Copy {
+            dst_offset_blocks: sdlba,
+            src_offset_blocks: slba,
+            num_blocks: nlb,
+        },
+        move |c| done(Reply::status(nvme_status(c.status))),
+    );
+    None
+}

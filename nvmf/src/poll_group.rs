@@ -1,0 +1,313 @@
+//! Poll groups (SPDK `spdk_nvmf_poll_group`): one per reactor Thread.
+//!
+//! A poll group owns its transports' poll groups, its copy of every subsystem (namespaces and
+//! their bdev channels on this Thread), the controllers whose admin queue arrived here, and
+//! the queue pairs. Configuration reaches it only by message ([`TargetSnap`] replaced whole),
+//! so commands read it without locks.
+
+use crate::ctrlr::Ctrlr;
+use crate::qpair::{Qpair, QpairInner};
+use crate::subsystem::{Namespace, SubsysSnap};
+use crate::transport::{DiscoverInfo, TransportOpts, TransportPollGroup};
+use env::{PollStatus, Poller, ThreadId};
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+/// A discovery referral as poll groups see it.
+#[derive(Clone, Debug)]
+pub(crate) struct ReferralSnap {
+    pub info: DiscoverInfo,
+    pub subnqn: String,
+    pub secure_channel: bool,
+}
+
+/// Everything a poll group needs from the target configuration (immutable, `Send + Sync`).
+#[derive(Debug, Default)]
+pub(crate) struct TargetSnap {
+    pub subsystems: Vec<Arc<SubsysSnap>>,
+    pub genctr: u64,
+    pub referrals: Vec<ReferralSnap>,
+    pub transports: HashMap<String, Arc<TransportOpts>>,
+    pub crdt: [u16; 3],
+}
+
+/// Per poll group counters (`nvmf_get_stats`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PgStats {
+    pub admin_qpairs: u64,
+}
+
+trait AnyTpg {
+    fn poll(&mut self) -> PollStatus;
+    fn remove_qpair(&mut self) -> usize;
+    fn disconnect_all(&mut self);
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+impl<P: TransportPollGroup> AnyTpg for P {
+    fn poll(&mut self) -> PollStatus {
+        TransportPollGroup::poll(self)
+    }
+    fn remove_qpair(&mut self) -> usize {
+        TransportPollGroup::remove_qpair(self)
+    }
+    fn disconnect_all(&mut self) {
+        TransportPollGroup::disconnect_all(self)
+    }
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// A namespace and this Thread's bdev channel for it.
+type NsChannel = (Arc<Namespace>, Rc<bdev::BdevChannel>);
+
+pub(crate) struct PgInner {
+    transports: RefCell<Vec<(String, Box<dyn AnyTpg>)>>,
+    view: RefCell<Arc<TargetSnap>>,
+    channels: RefCell<HashMap<(String, u32), NsChannel>>,
+    ctrlrs: RefCell<Vec<Rc<Ctrlr>>>,
+    qpairs: RefCell<Vec<Weak<QpairInner>>>,
+    pub stats: Cell<PgStats>,
+    poller: RefCell<Option<Poller>>,
+}
+
+thread_local! {
+    static PGS: RefCell<HashMap<(u64, ThreadId), Rc<PgInner>>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `f` with the poll group of target `tgt_id` on the current Thread, if there is one.
+pub(crate) fn with_pg<R>(tgt_id: u64, f: impl FnOnce(&Rc<PgInner>) -> R) -> Option<R> {
+    let tid = env::Thread::current()?.id();
+    let pg = PGS.with(|m| m.borrow().get(&(tgt_id, tid)).cloned())?;
+    Some(f(&pg))
+}
+
+/// Creates the poll group of target `tgt_id` on the current Thread.
+pub(crate) fn create_on_current(
+    tgt_id: u64,
+    snap: Arc<TargetSnap>,
+) -> Result<(), crate::NvmfError> {
+    let thread =
+        env::Thread::current().ok_or(crate::NvmfError::Env(env::EnvError::NoCurrentThread))?;
+    let pg = Rc::new(PgInner {
+        transports: RefCell::new(Vec::new()),
+        view: RefCell::new(snap),
+        channels: RefCell::new(HashMap::new()),
+        ctrlrs: RefCell::new(Vec::new()),
+        qpairs: RefCell::new(Vec::new()),
+        stats: Cell::new(PgStats::default()),
+        poller: RefCell::new(None),
+    });
+    let weak = Rc::downgrade(&pg);
+    let poller = env::poller_register(move || match weak.upgrade() {
+        Some(pg) => pg.poll(),
+        None => PollStatus::Idle,
+    })?;
+    *pg.poller.borrow_mut() = Some(poller);
+    PGS.with(|m| m.borrow_mut().insert((tgt_id, thread.id()), pg));
+    Ok(())
+}
+
+/// Removes (drops) the poll group of `tgt_id` on the current Thread; true if it existed.
+pub(crate) fn destroy_on_current(tgt_id: u64) -> bool {
+    let Some(thread) = env::Thread::current() else {
+        return false;
+    };
+    let pg = PGS.with(|m| m.borrow_mut().remove(&(tgt_id, thread.id())));
+    match pg {
+        Some(pg) => {
+            for q in pg.live_qpairs() {
+                q.disconnect();
+            }
+            for (_, t) in pg.transports.borrow_mut().iter_mut() {
+                t.disconnect_all();
+            }
+            pg.poller.borrow_mut().take();
+            pg.channels.borrow_mut().clear();
+            true
+        }
+        None => false,
+    }
+}
+
+impl PgInner {
+    pub fn subsystem(&self, nqn: &str) -> Option<Arc<SubsysSnap>> {
+        self.view
+            .borrow()
+            .subsystems
+            .iter()
+            .find(|s| s.nqn == nqn)
+            .cloned()
+    }
+
+    pub fn view(&self) -> Arc<TargetSnap> {
+        self.view.borrow().clone()
+    }
+
+    pub fn genctr(&self) -> u64 {
+        self.view.borrow().genctr
+    }
+
+    pub fn opts(&self, transport: &str) -> Arc<TransportOpts> {
+        self.view
+            .borrow()
+            .transports
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(transport))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn add_ctrlr(&self, c: Rc<Ctrlr>) {
+        let mut s = self.stats.get();
+        s.admin_qpairs += 1;
+        self.stats.set(s);
+        self.ctrlrs.borrow_mut().push(c);
+    }
+
+    pub fn remove_ctrlr(&self, c: &Rc<Ctrlr>) {
+        self.ctrlrs.borrow_mut().retain(|x| !Rc::ptr_eq(x, c));
+        if let Some(s) = self.subsystem(&c.subnqn) {
+            let mut t = match s.ctrlrs.lock() {
+                Ok(t) => t,
+                Err(p) => p.into_inner(),
+            };
+            t.map.remove(&c.shared.cntlid);
+        }
+    }
+
+    pub fn ctrlrs(&self) -> Vec<Rc<Ctrlr>> {
+        self.ctrlrs.borrow().clone()
+    }
+
+    pub fn live_qpairs(&self) -> Vec<Qpair> {
+        self.qpairs
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(Qpair)
+            .collect()
+    }
+
+    /// The bdev channel of namespace `nsid` of `nqn` on this Thread (created on first use).
+    pub fn channel(
+        &self,
+        nqn: &str,
+        ns: &Arc<Namespace>,
+    ) -> Result<Rc<bdev::BdevChannel>, bdev::BdevError> {
+        let key = (nqn.to_string(), ns.nsid);
+        if let Some((n, ch)) = self.channels.borrow().get(&key)
+            && Arc::ptr_eq(n, ns)
+        {
+            return Ok(ch.clone());
+        }
+        let ch = Rc::new(ns.desc.get_io_channel()?);
+        self.channels
+            .borrow_mut()
+            .insert(key, (ns.clone(), ch.clone()));
+        Ok(ch)
+    }
+
+    /// Installs a new configuration view and tells controllers what changed.
+    pub fn update(&self, snap: Arc<TargetSnap>) {
+        *self.view.borrow_mut() = snap.clone();
+        self.channels.borrow_mut().retain(|(nqn, nsid), (ns, _)| {
+            snap.subsystems.iter().any(|s| {
+                &s.nqn == nqn && s.namespaces.get(nsid).is_some_and(|n| Arc::ptr_eq(n, ns))
+            })
+        });
+        for c in self.ctrlrs() {
+            match snap.subsystems.iter().find(|s| s.nqn == c.subnqn) {
+                Some(_) if c.discovery => c.discovery_changed(snap.genctr),
+                Some(s) => c.namespaces_changed(s),
+                None => {
+                    tracing::info!(
+                        cntlid = c.shared.cntlid,
+                        "subsystem removed: controller fails"
+                    );
+                    c.fail();
+                }
+            }
+        }
+    }
+
+    fn poll(&self) -> PollStatus {
+        let mut busy = false;
+        {
+            let mut ts = self.transports.borrow_mut();
+            for (_, t) in ts.iter_mut() {
+                busy |= t.poll() == PollStatus::Busy;
+            }
+        }
+        let now = env::now();
+        for c in self.ctrlrs() {
+            if c.keep_alive_expired(now) {
+                tracing::warn!(
+                    cntlid = c.shared.cntlid,
+                    subnqn = %c.subnqn,
+                    hostnqn = %c.shared.hostnqn,
+                    "Disconnecting host from subsystem due to keep alive timeout"
+                );
+                c.fail();
+                busy = true;
+            }
+        }
+        for q in self.live_qpairs() {
+            if !q.is_disconnected() && q.ctrlr_failed() {
+                q.disconnect();
+                busy = true;
+            }
+        }
+        {
+            let mut ts = self.transports.borrow_mut();
+            for (_, t) in ts.iter_mut() {
+                t.remove_qpair();
+            }
+        }
+        self.qpairs.borrow_mut().retain(|w| w.strong_count() > 0);
+        if busy {
+            PollStatus::Busy
+        } else {
+            PollStatus::Idle
+        }
+    }
+}
+
+/// A handle on the poll group of the current Thread, given to transport installers.
+pub struct PollGroupRef(pub(crate) Rc<PgInner>);
+
+impl PollGroupRef {
+    /// Installs a transport's poll group built on this Thread.
+    pub(crate) fn install_transport<P: TransportPollGroup>(&self, name: &str, tpg: P) {
+        self.0
+            .transports
+            .borrow_mut()
+            .push((name.to_string(), Box::new(tpg)));
+    }
+
+    /// Creates a queue pair for an accepted connection and hands both to the transport's
+    /// poll group.
+    pub(crate) fn add_connection<P: TransportPollGroup>(&self, name: &str, conn: P::Connection) {
+        let qpair = Qpair::new(&self.0, name);
+        let mut ts = self.0.transports.borrow_mut();
+        let Some(tpg) = ts
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, t)| t.as_any().downcast_mut::<P>())
+        else {
+            tracing::error!(
+                transport = name,
+                "no poll group for transport: connection dropped"
+            );
+            return;
+        };
+        self.0.qpairs.borrow_mut().push(Rc::downgrade(&qpair.0));
+        if let Err(e) = tpg.add_qpair(conn, qpair) {
+            tracing::error!(transport = name, error = %e, "transport refused a connection");
+        }
+    }
+}

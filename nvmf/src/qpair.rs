@@ -1,0 +1,286 @@
+//! Queue pairs (SPDK `spdk_nvmf_qpair`): the target side of one transport connection.
+//!
+//! The transport calls [`Qpair::handle_request`] with each decoded command and drains
+//! [`Qpair::poll_response`]; see [`crate::transport`] for the full order.
+
+use crate::ctrlr::{self, Ctrlr, CtrlrShared};
+use crate::poll_group::PgInner;
+use crate::request::{DataBuf, Request, Response};
+use crate::transport::ListenAddr;
+use nvme::spec::{Cqe, GenericStatus, Status};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Queue pair states (SPDK `spdk_nvmf_qpair_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QpairState {
+    /// Accepted, waiting for Fabrics Connect.
+    Uninitialized,
+    /// Connected to a controller.
+    Active,
+    /// Disconnected: no new commands; outstanding ones finish, their answers are dropped.
+    Deactivating,
+}
+
+/// A controller's answer before it becomes a CQE.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: Status,
+    pub dw0: u32,
+    pub dw1: u32,
+    pub data: Option<DataBuf>,
+}
+
+impl Reply {
+    pub fn status(status: Status) -> Reply {
+        Reply {
+            status,
+            dw0: 0,
+            dw1: 0,
+            data: None,
+        }
+    }
+    pub fn dw0(mut self, v: u32) -> Reply {
+        self.dw0 = v;
+        self
+    }
+    pub fn dw01(mut self, v: u64) -> Reply {
+        self.dw0 = v as u32;
+        self.dw1 = (v >> 32) as u32;
+        self
+    }
+    pub fn data(mut self, d: DataBuf) -> Reply {
+        self.data = Some(d);
+        self
+    }
+}
+
+pub(crate) struct QpairInner {
+    pub pg: Weak<PgInner>,
+    pub transport: String,
+    pub listen: RefCell<Option<ListenAddr>>,
+    pub peer: RefCell<Option<ListenAddr>>,
+    pub qid: Cell<u16>,
+    pub sqsize: Cell<u16>,
+    sqhd: Cell<u16>,
+    pub state: Cell<QpairState>,
+    pub ctrlr: RefCell<Option<Arc<CtrlrShared>>>,
+    pub admin: RefCell<Option<Rc<Ctrlr>>>,
+    pub subnqn: RefCell<String>,
+    pub outstanding: Cell<u32>,
+    /// First command of a fused pair waiting for its second.
+    pub fused: RefCell<Option<Request>>,
+    responses: RefCell<VecDeque<Response>>,
+}
+
+impl QpairInner {
+    /// Queues the completion of command `cid` (dropped when the queue is disconnected).
+    pub fn push_reply(&self, cid: u16, r: Reply) {
+        if self.state.get() == QpairState::Deactivating {
+            tracing::debug!(cid, "response dropped: queue pair disconnected");
+            return;
+        }
+        let mut cqe = Cqe::new(cid, r.status);
+        cqe.dw0 = r.dw0.into();
+        cqe.dw1 = r.dw1.into();
+        cqe.sqhd = self.sqhd.get().into();
+        cqe.sqid = self.qid.get().into();
+        let data = if r.status.is_success() { r.data } else { None };
+        self.responses
+            .borrow_mut()
+            .push_back(Response { cqe, data });
+    }
+
+    /// Completes an asynchronous command.
+    pub fn complete_async(&self, cid: u16, r: Reply) {
+        self.outstanding
+            .set(self.outstanding.get().saturating_sub(1));
+        self.push_reply(cid, r);
+    }
+
+    fn advance_sqhd(&self) {
+        let size = u32::from(self.sqsize.get()) + 1;
+        let next = (u32::from(self.sqhd.get()) + 1) % size.max(1);
+        self.sqhd.set(next as u16);
+    }
+
+    pub fn cntlid(&self) -> Option<u16> {
+        self.ctrlr.borrow().as_ref().map(|c| c.cntlid)
+    }
+
+    /// Disconnects; tears the controller down when this is its admin queue.
+    pub fn disconnect(&self) {
+        if self.state.get() == QpairState::Deactivating {
+            return;
+        }
+        self.state.set(QpairState::Deactivating);
+        self.responses.borrow_mut().clear();
+        let shared = self.ctrlr.borrow().clone();
+        if let Some(admin) = self.admin.borrow_mut().take() {
+            let aers = admin.aers.borrow_mut().drain(..).count() as u32;
+            self.outstanding
+                .set(self.outstanding.get().saturating_sub(aers));
+            admin.fail();
+            if let Some(pg) = self.pg.upgrade() {
+                pg.remove_ctrlr(&admin);
+            }
+            tracing::info!(cntlid = admin.shared.cntlid, "controller destroyed");
+        } else if let Some(c) = shared {
+            let mut qids = match c.io_qids.lock() {
+                Ok(q) => q,
+                Err(p) => p.into_inner(),
+            };
+            qids.remove(&self.qid.get());
+        }
+        tracing::debug!(qid = self.qid.get(), "queue pair disconnected");
+    }
+}
+
+/// A queue pair handle, owned by a transport poll group (`!Send`: it lives on that Thread).
+#[derive(Clone)]
+pub struct Qpair(pub(crate) Rc<QpairInner>);
+
+impl std::fmt::Debug for Qpair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qpair")
+            .field("qid", &self.0.qid.get())
+            .field("state", &self.0.state.get())
+            .finish()
+    }
+}
+
+impl Qpair {
+    pub(crate) fn new(pg: &Rc<PgInner>, transport: &str) -> Qpair {
+        Qpair(Rc::new(QpairInner {
+            pg: Rc::downgrade(pg),
+            transport: transport.to_string(),
+            listen: RefCell::new(None),
+            peer: RefCell::new(None),
+            qid: Cell::new(0),
+            sqsize: Cell::new(0),
+            sqhd: Cell::new(0),
+            state: Cell::new(QpairState::Uninitialized),
+            ctrlr: RefCell::new(None),
+            admin: RefCell::new(None),
+            subnqn: RefCell::new(String::new()),
+            outstanding: Cell::new(0),
+            fused: RefCell::new(None),
+            responses: RefCell::new(VecDeque::new()),
+        }))
+    }
+
+    /// Records the listener this connection arrived on (discovery filtering, ACL, RPC output).
+    pub fn set_listen_addr(&self, addr: ListenAddr) {
+        *self.0.listen.borrow_mut() = Some(addr);
+    }
+
+    /// Records the host's address (RPC output).
+    pub fn set_peer_addr(&self, addr: ListenAddr) {
+        *self.0.peer.borrow_mut() = Some(addr);
+    }
+
+    /// Executes one command. Its response appears in [`Qpair::poll_response`], now (fabrics,
+    /// most admin commands, errors) or after a later poll (bdev I/O, AER).
+    pub fn handle_request(&self, req: Request) {
+        let q = &self.0;
+        let cid = req.sqe.cid();
+        if q.state.get() == QpairState::Deactivating {
+            tracing::debug!(cid, "command on a disconnected queue pair ignored");
+            return;
+        }
+        let Some(pg) = q.pg.upgrade() else {
+            return;
+        };
+        q.advance_sqhd();
+        q.outstanding.set(q.outstanding.get() + 1);
+        let reply = match q.state.get() {
+            QpairState::Uninitialized => {
+                if req.sqe.is_fabrics()
+                    && req.sqe.fctype() == nvme::spec::FabricsCommandType::CONNECT
+                {
+                    let r = ctrlr::connect(&pg, q, &req);
+                    if r.status.is_success() {
+                        q.state.set(QpairState::Active);
+                        if q.subnqn.borrow().is_empty() {
+                            if let Some(c) = q.ctrlr.borrow().as_ref() {
+                                *q.subnqn.borrow_mut() = c.subnqn.clone();
+                            }
+                        }
+                    } else {
+                        q.sqsize.set(0);
+                    }
+                    Some(r)
+                } else {
+                    tracing::error!(opc = req.sqe.opc, "command received before CONNECT");
+                    Some(Reply::status(GenericStatus::COMMAND_SEQUENCE_ERROR.into()))
+                }
+            }
+            QpairState::Active => {
+                if req.sqe.is_fabrics() {
+                    Some(ctrlr::fabrics_cmd(q, &req))
+                } else if q.admin.borrow().is_some() {
+                    crate::admin::exec(&pg, q, req)
+                } else {
+                    crate::io::exec(&pg, q, req)
+                }
+            }
+            QpairState::Deactivating => None,
+        };
+        if let Some(r) = reply {
+            q.complete_async(cid, r);
+        }
+    }
+
+    /// Next response to send, in completion order.
+    pub fn poll_response(&self) -> Option<Response> {
+        self.0.responses.borrow_mut().pop_front()
+    }
+
+    /// The transport lost the connection (or the target tears it down): stop accepting
+    /// commands; outstanding bdev I/O completes and its answers are dropped.
+    pub fn disconnect(&self) {
+        self.0.disconnect();
+    }
+
+    /// True once disconnected (by the transport, keep-alive expiry, controller failure or
+    /// subsystem removal): the transport should close its connection.
+    pub fn is_disconnected(&self) -> bool {
+        self.0.state.get() == QpairState::Deactivating
+    }
+
+    /// True when disconnected and no command is still executing: the transport may free it.
+    pub fn is_drained(&self) -> bool {
+        self.is_disconnected() && self.0.outstanding.get() == 0
+    }
+
+    /// Current state.
+    pub fn state(&self) -> QpairState {
+        self.0.state.get()
+    }
+
+    /// Queue ID (0 = admin), valid once connected.
+    pub fn qid(&self) -> u16 {
+        self.0.qid.get()
+    }
+
+    /// Controller ID, once connected.
+    pub fn cntlid(&self) -> Option<u16> {
+        self.0.cntlid()
+    }
+
+    /// Commands received and not yet answered.
+    pub fn outstanding(&self) -> u32 {
+        self.0.outstanding.get()
+    }
+
+    pub(crate) fn ctrlr_failed(&self) -> bool {
+        self.0
+            .ctrlr
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.failed.load(Ordering::Acquire))
+    }
+}

@@ -1,0 +1,281 @@
+//! Subsystems, namespaces, hosts and listeners (SPDK `lib/nvmf/subsystem.c`).
+//!
+//! The configuration lives on the app thread in [`Subsystem`]. Each change produces a new
+//! immutable [`SubsysSnap`] that the target sends to every poll group by message, so the I/O
+//! path reads only its own poll group's copy and takes no lock.
+
+use crate::NvmfError;
+use crate::ctrlr::CtrlrTable;
+use crate::transport::{DiscoverInfo, ListenAddr};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// SPDK's default serial number (`nvmf_create_subsystem` without `serial_number`).
+pub const DEFAULT_SERIAL: &str = "00000000000000000000";
+/// SPDK's default model number.
+pub const DEFAULT_MODEL: &str = "SPDK bdev Controller";
+/// Smallest dynamic controller ID.
+pub const MIN_CNTLID: u16 = 0x0001;
+/// Largest dynamic controller ID (NVMe: 0xFFF0.. are reserved).
+pub const MAX_CNTLID: u16 = 0xffef;
+/// Serial number field length in bytes (Identify Controller SN).
+pub const SN_MAX_LEN: usize = 20;
+/// Model number field length in bytes (Identify Controller MN).
+pub const MN_MAX_LEN: usize = 40;
+
+/// Subsystem type as `nvmf_get_subsystems` prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SubType {
+    /// The discovery subsystem.
+    Discovery,
+    /// An NVM subsystem.
+    #[serde(rename = "NVMe")]
+    Nvme,
+}
+
+/// Subsystem states (SPDK `spdk_nvmf_subsystem_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubsystemState {
+    /// Created, not started: Connect is not accepted.
+    Inactive,
+    /// Serving I/O.
+    Active,
+    /// Paused: new commands wait until resume.
+    Paused,
+}
+
+/// One namespace (SPDK `spdk_nvmf_ns`).
+#[derive(Clone)]
+pub struct Namespace {
+    /// Namespace ID (1-based).
+    pub nsid: u32,
+    /// Name of the backing bdev.
+    pub bdev_name: String,
+    /// UUID reported in the NS ID descriptor list.
+    pub uuid: uuid::Uuid,
+    /// NGUID (16 bytes).
+    pub nguid: [u8; 16],
+    /// EUI-64, all zero when not set.
+    pub eui64: [u8; 8],
+    /// ANA group ID.
+    pub anagrpid: u32,
+    /// Hidden from controllers until `nvmf_ns_add_host`.
+    pub no_auto_visible: bool,
+    /// Whether the UUID, NGUID and EUI-64 were given explicitly (save_config prints them).
+    pub explicit_ids: (bool, bool, bool),
+    /// The open, claimed descriptor every poll group gets its channel from.
+    pub(crate) desc: Arc<bdev::Desc>,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("nsid", &self.nsid)
+            .field("bdev_name", &self.bdev_name)
+            .finish()
+    }
+}
+
+/// A listener of a subsystem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// Its address.
+    pub addr: ListenAddr,
+    /// TLS required.
+    pub secure_channel: bool,
+}
+
+/// A subsystem's configuration (SPDK `spdk_nvmf_subsystem`), owned by the app thread.
+#[derive(Debug)]
+pub struct Subsystem {
+    /// Subsystem NQN.
+    pub nqn: String,
+    /// Discovery or NVMe.
+    pub subtype: SubType,
+    /// Current state.
+    pub state: SubsystemState,
+    /// Serial number (at most 20 printable ASCII bytes).
+    pub serial_number: String,
+    /// Model number (at most 40 printable ASCII bytes).
+    pub model_number: String,
+    /// Namespace slots (NN).
+    pub max_namespaces: u32,
+    /// Lowest controller ID handed out.
+    pub min_cntlid: u16,
+    /// Highest controller ID handed out.
+    pub max_cntlid: u16,
+    /// Any host may connect.
+    pub allow_any_host: bool,
+    /// Hosts allowed to connect when `allow_any_host` is false.
+    pub hosts: Vec<String>,
+    /// Listeners, in the order added.
+    pub listeners: Vec<Listener>,
+    /// Namespaces by NSID.
+    pub namespaces: BTreeMap<u32, Namespace>,
+    /// ANA reporting enabled.
+    pub ana_reporting: bool,
+    pub(crate) ctrlrs: Arc<Mutex<CtrlrTable>>,
+}
+
+impl Subsystem {
+    /// A new inactive subsystem with SPDK's defaults.
+    pub fn new(nqn: &str, subtype: SubType) -> Subsystem {
+        Subsystem {
+            nqn: nqn.to_string(),
+            subtype,
+            state: SubsystemState::Inactive,
+            serial_number: DEFAULT_SERIAL.to_string(),
+            model_number: DEFAULT_MODEL.to_string(),
+            max_namespaces: 0,
+            min_cntlid: MIN_CNTLID,
+            max_cntlid: MAX_CNTLID,
+            allow_any_host: subtype == SubType::Discovery,
+            hosts: Vec::new(),
+            listeners: Vec::new(),
+            namespaces: BTreeMap::new(),
+            ana_reporting: false,
+            ctrlrs: Arc::new(Mutex::new(CtrlrTable::default())),
+        }
+    }
+
+    /// Largest NSID this subsystem can hold (`max_namespaces`, or the highest NSID in use when
+    /// unlimited).
+    pub fn max_nsid(&self) -> u32 {
+        if self.max_namespaces > 0 {
+            self.max_namespaces
+        } else {
+            self.namespaces
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(0)
+                .max(1024)
+        }
+    }
+
+    /// True when `hostnqn` may connect (SPDK `spdk_nvmf_subsystem_host_allowed`).
+    pub fn host_allowed(&self, hostnqn: &str) -> bool {
+        self.allow_any_host || self.hosts.iter().any(|h| h == hostnqn)
+    }
+
+    /// Picks the NSID for a new namespace: `requested` if free and in range, else the lowest
+    /// free one (SPDK `spdk_nvmf_subsystem_add_ns_ext`).
+    pub fn pick_nsid(&self, requested: u32) -> Result<u32, NvmfError> {
+        let max = if self.max_namespaces > 0 {
+            self.max_namespaces
+        } else {
+            u32::MAX - 1
+        };
+        if requested != 0 {
+            if requested > max {
+                return Err(NvmfError::InvalidParam(format!(
+                    "Requested NSID {requested} too large"
+                )));
+            }
+            if self.namespaces.contains_key(&requested) {
+                return Err(NvmfError::Exists(format!(
+                    "Requested NSID {requested} already in use"
+                )));
+            }
+            return Ok(requested);
+        }
+        (1..=max)
+            .find(|n| !self.namespaces.contains_key(n))
+            .ok_or_else(|| NvmfError::NoSpace("no free namespace ID".into()))
+    }
+
+    /// Validates and sets the serial number (SPDK: at most 20 printable ASCII characters).
+    pub fn set_sn(&mut self, sn: &str) -> Result<(), NvmfError> {
+        check_ascii(sn, SN_MAX_LEN, "serial_number")?;
+        self.serial_number = sn.to_string();
+        Ok(())
+    }
+
+    /// Validates and sets the model number (SPDK: at most 40 printable ASCII characters).
+    pub fn set_mn(&mut self, mn: &str) -> Result<(), NvmfError> {
+        check_ascii(mn, MN_MAX_LEN, "model_number")?;
+        self.model_number = mn.to_string();
+        Ok(())
+    }
+
+    pub(crate) fn snapshot(&self, listeners: Vec<(Listener, DiscoverInfo)>) -> SubsysSnap {
+        SubsysSnap {
+            nqn: self.nqn.clone(),
+            subtype: self.subtype,
+            state: self.state,
+            serial_number: self.serial_number.clone(),
+            model_number: self.model_number.clone(),
+            max_nsid: self.max_nsid(),
+            min_cntlid: self.min_cntlid,
+            max_cntlid: self.max_cntlid,
+            allow_any_host: self.allow_any_host,
+            hosts: self.hosts.clone(),
+            listeners,
+            namespaces: self
+                .namespaces
+                .values()
+                .map(|ns| (ns.nsid, Arc::new(ns.clone())))
+                .collect(),
+            ana_reporting: self.ana_reporting,
+            ctrlrs: self.ctrlrs.clone(),
+        }
+    }
+}
+
+fn check_ascii(s: &str, max: usize, what: &str) -> Result<(), NvmfError> {
+    if s.len() > max {
+        return Err(NvmfError::InvalidParam(format!(
+            "{what} '{s}' is longer than {max} characters"
+        )));
+    }
+    if !s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err(NvmfError::InvalidParam(format!(
+            "{what} '{s}' has characters outside printable ASCII"
+        )));
+    }
+    Ok(())
+}
+
+/// Immutable copy of a subsystem that poll groups read (sent by message on every change).
+#[derive(Debug)]
+pub(crate) struct SubsysSnap {
+    pub nqn: String,
+    pub subtype: SubType,
+    pub state: SubsystemState,
+    pub serial_number: String,
+    pub model_number: String,
+    pub max_nsid: u32,
+    pub min_cntlid: u16,
+    pub max_cntlid: u16,
+    pub allow_any_host: bool,
+    pub hosts: Vec<String>,
+    pub listeners: Vec<(Listener, DiscoverInfo)>,
+    pub namespaces: BTreeMap<u32, Arc<Namespace>>,
+    pub ana_reporting: bool,
+    pub ctrlrs: Arc<Mutex<CtrlrTable>>,
+}
+
+impl SubsysSnap {
+    pub fn host_allowed(&self, hostnqn: &str) -> bool {
+        self.allow_any_host || self.hosts.iter().any(|h| h == hostnqn)
+    }
+
+    pub fn is_discovery(&self) -> bool {
+        self.subtype == SubType::Discovery
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_longer_than_20_is_refused() {
+        let mut s = Subsystem::new("nqn.2016-06.io.spdk:cnode1", SubType::Nvme);
+        assert!(s.set_sn("012345678901234567890").is_err());
+        s.set_sn("SPDK001").unwrap();
+        assert_eq!(s.serial_number, "SPDK001");
+        assert!(s.set_mn("bad\u{7}").is_err());
+    }
+}

@@ -1,0 +1,791 @@
+//! The NVMe-oF target (SPDK `spdk_nvmf_tgt`, `lib/nvmf/nvmf.c`) and the app glue
+//! (SPDK `module/event/subsystems/nvmf/nvmf_tgt.c`).
+//!
+//! [`Target`] lives on the app thread: options, transports, subsystems, referrals and the list
+//! of poll group Threads. Every configuration change rebuilds an immutable snapshot and sends
+//! it to each poll group by message (SPDK's pause / update / resume, done at once per poll
+//! group); the change's completion callback runs on the app thread once every poll group has
+//! applied it.
+
+use crate::NvmfError;
+use crate::poll_group::{self, PollGroupRef, ReferralSnap, TargetSnap};
+use crate::subsystem::{Listener, Namespace, SubType, Subsystem, SubsystemState};
+use crate::transport::{AnyTransport, ListenAddr, Transport, TransportOpts};
+use env::{Poller, ThreadHandle};
+use nvme::spec::nqn::{DISCOVERY_NQN, validate_nqn};
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Default `max_subsystems` (SPDK `SPDK_NVMF_DEFAULT_MAX_SUBSYSTEMS`).
+pub const DEFAULT_MAX_SUBSYSTEMS: u32 = 1024;
+
+/// `admin_cmd_passthru` of `nvmf_set_config`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminCmdPassthru {
+    /// Forward Identify Controller to the backing NVMe (not supported by this target).
+    pub identify_ctrlr: bool,
+    /// Forward vendor-specific admin commands (not supported by this target).
+    pub vendor_specific: bool,
+}
+
+/// Target options (`nvmf_set_config`, `nvmf_set_max_subsystems`, `nvmf_set_crdt`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetOpts {
+    /// Subsystems the target may hold.
+    pub max_subsystems: u32,
+    /// Discovery filter ("match_any" or a combination of transport/address/svcid).
+    pub discovery_filter: String,
+    /// Admin passthrough switches.
+    pub admin_cmd_passthru: AdminCmdPassthru,
+    /// DH-HMAC-CHAP digests allowed.
+    pub dhchap_digests: Vec<String>,
+    /// DH-HMAC-CHAP groups allowed.
+    pub dhchap_dhgroups: Vec<String>,
+    /// Command retry delay times (CRDT1..3, 100 ms units).
+    pub crdt: [u16; 3],
+}
+
+impl Default for TargetOpts {
+    fn default() -> Self {
+        TargetOpts {
+            max_subsystems: DEFAULT_MAX_SUBSYSTEMS,
+            discovery_filter: "match_any".into(),
+            admin_cmd_passthru: AdminCmdPassthru::default(),
+            dhchap_digests: ["sha256", "sha384", "sha512"].map(String::from).to_vec(),
+            dhchap_dhgroups: [
+                "null",
+                "ffdhe2048",
+                "ffdhe3072",
+                "ffdhe4096",
+                "ffdhe6144",
+                "ffdhe8192",
+            ]
+            .map(String::from)
+            .to_vec(),
+            crdt: [0; 3],
+        }
+    }
+}
+
+/// A discovery referral.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Referral {
+    /// Where the other discovery service listens.
+    pub addr: ListenAddr,
+    /// Its subsystem NQN (the discovery NQN unless given).
+    pub subnqn: String,
+    /// TLS required.
+    pub secure_channel: bool,
+}
+
+type Factory = Box<dyn Fn(TransportOpts) -> Result<Box<dyn AnyTransport>, NvmfError>>;
+
+pub(crate) struct TargetInner {
+    pub id: u64,
+    pub name: String,
+    pub app_thread: ThreadHandle,
+    pub opts: RefCell<TargetOpts>,
+    factories: RefCell<HashMap<String, Factory>>,
+    pub transports: RefCell<Vec<Box<dyn AnyTransport>>>,
+    pub subsystems: RefCell<Vec<Subsystem>>,
+    pub referrals: RefCell<Vec<Referral>>,
+    pub poll_groups: RefCell<Vec<ThreadHandle>>,
+    genctr: Cell<u64>,
+    next_pg: Cell<usize>,
+    acceptor: RefCell<Option<Poller>>,
+}
+
+/// The NVMe-oF target, owned by the app thread (`!Send`; clones share it).
+#[derive(Clone)]
+pub struct Target(pub(crate) Rc<TargetInner>);
+
+static NEXT_TGT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Acknowledgements still expected and what runs after the last one.
+type Pending = (usize, Box<dyn FnOnce()>);
+
+thread_local! {
+    static PENDING: RefCell<HashMap<u64, Pending>> = RefCell::new(HashMap::new());
+}
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+fn ack(token: u64) {
+    let done = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        let finished = match p.get_mut(&token) {
+            Some((left, _)) => {
+                *left -= 1;
+                *left == 0
+            }
+            None => false,
+        };
+        if finished {
+            p.remove(&token).map(|(_, f)| f)
+        } else {
+            None
+        }
+    });
+    if let Some(f) = done {
+        f();
+    }
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.0.name)
+            .finish()
+    }
+}
+
+impl Target {
+    /// Creates a target on the current (app) Thread with the discovery subsystem.
+    pub fn new(name: &str) -> Result<Target, NvmfError> {
+        let app = env::Thread::current().ok_or(NvmfError::Env(env::EnvError::NoCurrentThread))?;
+        let mut disc = Subsystem::new(DISCOVERY_NQN, SubType::Discovery);
+        disc.state = SubsystemState::Active;
+        Ok(Target(Rc::new(TargetInner {
+            id: NEXT_TGT_ID.fetch_add(1, Ordering::Relaxed),
+            name: name.to_string(),
+            app_thread: app.handle(),
+            opts: RefCell::new(TargetOpts::default()),
+            factories: RefCell::new(HashMap::new()),
+            transports: RefCell::new(Vec::new()),
+            subsystems: RefCell::new(vec![disc]),
+            referrals: RefCell::new(Vec::new()),
+            poll_groups: RefCell::new(Vec::new()),
+            genctr: Cell::new(0),
+            next_pg: Cell::new(0),
+            acceptor: RefCell::new(None),
+        })))
+    }
+
+    /// The target's name ("nvmf_tgt" for the app's default target).
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Options.
+    pub fn opts(&self) -> TargetOpts {
+        self.0.opts.borrow().clone()
+    }
+
+    /// Replaces the options (startup-time RPCs).
+    pub fn set_opts(&self, opts: TargetOpts) {
+        *self.0.opts.borrow_mut() = opts;
+    }
+
+    /// Registers how to build transport `name` ("TCP", ...); the app calls this for each
+    /// transport it links.
+    pub fn register_transport_factory<T: Transport>(
+        &self,
+        name: &str,
+        factory: impl Fn(TransportOpts) -> Result<T, NvmfError> + 'static,
+    ) {
+        let f: Factory = Box::new(move |o| Ok(Box::new(factory(o)?) as Box<dyn AnyTransport>));
+        self.0
+            .factories
+            .borrow_mut()
+            .insert(name.to_ascii_uppercase(), f);
+    }
+
+    /// True when a factory for `trtype` is registered.
+    pub fn has_transport_factory(&self, trtype: &str) -> bool {
+        self.0
+            .factories
+            .borrow()
+            .contains_key(&trtype.to_ascii_uppercase())
+    }
+
+    /// Creates transport `trtype` and adds it to every poll group (SPDK
+    /// `spdk_nvmf_transport_create` + `spdk_nvmf_tgt_add_transport`).
+    pub fn create_transport(
+        &self,
+        trtype: &str,
+        mut opts: TransportOpts,
+        done: impl FnOnce(Result<(), NvmfError>) + 'static,
+    ) {
+        let key = trtype.to_ascii_uppercase();
+        if self.transport_exists(&key) {
+            return done(Err(NvmfError::Exists(format!(
+                "Transport type '{trtype}' already exists"
+            ))));
+        }
+        if let Err(e) = opts.validate() {
+            return done(Err(e));
+        }
+        let t = {
+            let f = self.0.factories.borrow();
+            let Some(factory) = f.get(&key) else {
+                return done(Err(NvmfError::InvalidParam(format!(
+                    "Invalid transport type '{trtype}'"
+                ))));
+            };
+            match factory(opts) {
+                Ok(t) => t,
+                Err(e) => return done(Err(e)),
+            }
+        };
+        let installers: Vec<_> = self
+            .0
+            .poll_groups
+            .borrow()
+            .iter()
+            .map(|th| (th.clone(), t.poll_group_installer()))
+            .collect();
+        self.0.transports.borrow_mut().push(t);
+        tracing::info!(trtype = %key, "transport created");
+        let tgt_id = self.0.id;
+        self.fan_out(
+            installers
+                .into_iter()
+                .map(|(th, inst)| {
+                    let f: Box<dyn FnOnce() + Send> = Box::new(move || {
+                        poll_group::with_pg(tgt_id, |pg| inst(&PollGroupRef(pg.clone())));
+                    });
+                    (th, f)
+                })
+                .collect(),
+            move || done(Ok(())),
+        );
+        self.update(|| {});
+    }
+
+    fn transport_exists(&self, key: &str) -> bool {
+        self.0
+            .transports
+            .borrow()
+            .iter()
+            .any(|t| t.name().eq_ignore_ascii_case(key))
+    }
+
+    /// `nvmf_get_transports` entries.
+    pub fn transports_json(&self, trtype: Option<&str>) -> Vec<serde_json::Value> {
+        self.0
+            .transports
+            .borrow()
+            .iter()
+            .filter(|t| trtype.is_none_or(|n| t.name().eq_ignore_ascii_case(n)))
+            .map(|t| t.dump_json())
+            .collect()
+    }
+
+    /// Starts the target on `threads` (one poll group per Thread) and its acceptor poller on
+    /// the current (app) Thread; `done` runs when every poll group exists.
+    pub fn start(
+        &self,
+        threads: Vec<ThreadHandle>,
+        done: impl FnOnce() + 'static,
+    ) -> Result<(), NvmfError> {
+        let tgt_id = self.0.id;
+        let snap = self.snapshot();
+        let mut msgs: Vec<(ThreadHandle, Box<dyn FnOnce() + Send>)> = Vec::new();
+        for th in &threads {
+            let snap = snap.clone();
+            let installers: Vec<_> = self
+                .0
+                .transports
+                .borrow()
+                .iter()
+                .map(|t| t.poll_group_installer())
+                .collect();
+            msgs.push((
+                th.clone(),
+                Box::new(move || {
+                    if let Err(e) = poll_group::create_on_current(tgt_id, snap) {
+                        tracing::error!(error = %e, "poll group creation failed");
+                        return;
+                    }
+                    poll_group::with_pg(tgt_id, |pg| {
+                        for inst in installers {
+                            inst(&PollGroupRef(pg.clone()));
+                        }
+                    });
+                }),
+            ));
+        }
+        *self.0.poll_groups.borrow_mut() = threads;
+        let period = {
+            let t = self.0.transports.borrow();
+            t.first()
+                .map(|t| t.opts().acceptor_poll_rate)
+                .unwrap_or(crate::transport::DEFAULT_ACCEPTOR_POLL_RATE)
+        };
+        let weak = Rc::downgrade(&self.0);
+        let poller = env::poller_register_periodic(
+            move || match weak.upgrade() {
+                Some(inner) => Target(inner).accept_once(),
+                None => env::PollStatus::Idle,
+            },
+            Duration::from_micros(u64::from(period)),
+        )?;
+        *self.0.acceptor.borrow_mut() = Some(poller);
+        self.fan_out(msgs, done);
+        Ok(())
+    }
+
+    /// Accepts pending connections and sends each to the next poll group (round robin).
+    pub fn accept_once(&self) -> env::PollStatus {
+        let mut busy = false;
+        loop {
+            let install = {
+                let mut ts = self.0.transports.borrow_mut();
+                ts.iter_mut().find_map(|t| t.accept())
+            };
+            let Some(install) = install else { break };
+            busy = true;
+            let pgs = self.0.poll_groups.borrow();
+            if pgs.is_empty() {
+                tracing::error!("connection accepted with no poll group: dropped");
+                continue;
+            }
+            let i = self.0.next_pg.get() % pgs.len();
+            self.0.next_pg.set(i + 1);
+            let tgt_id = self.0.id;
+            if let Err(e) = pgs[i].send_msg(move || {
+                poll_group::with_pg(tgt_id, |pg| install(&PollGroupRef(pg.clone())));
+            }) {
+                tracing::error!(error = %e, "cannot hand a connection to its poll group");
+            }
+        }
+        if busy {
+            env::PollStatus::Busy
+        } else {
+            env::PollStatus::Idle
+        }
+    }
+
+    /// Stops listening, disconnects everything and destroys the poll groups (SPDK nvmf
+    /// subsystem fini); `done` runs on the app thread at the end.
+    pub fn fini(&self, done: impl FnOnce() + 'static) {
+        self.0.acceptor.borrow_mut().take();
+        let addrs: Vec<ListenAddr> = self
+            .0
+            .subsystems
+            .borrow()
+            .iter()
+            .flat_map(|s| s.listeners.iter().map(|l| l.addr.clone()))
+            .collect();
+        for a in addrs {
+            self.stop_listen_if_unused(&a, true);
+        }
+        for s in self.0.subsystems.borrow_mut().iter_mut() {
+            s.state = SubsystemState::Inactive;
+        }
+        let tgt_id = self.0.id;
+        let msgs = self
+            .0
+            .poll_groups
+            .borrow()
+            .iter()
+            .map(|th| {
+                let f: Box<dyn FnOnce() + Send> = Box::new(move || {
+                    poll_group::destroy_on_current(tgt_id);
+                });
+                (th.clone(), f)
+            })
+            .collect();
+        let inner = self.0.clone();
+        self.fan_out(msgs, move || {
+            inner
+                .subsystems
+                .borrow_mut()
+                .retain(|s| s.subtype == SubType::Discovery);
+            inner.transports.borrow_mut().clear();
+            inner.poll_groups.borrow_mut().clear();
+            tracing::info!(target = %inner.name, "nvmf target stopped");
+            done();
+        });
+    }
+
+    /// Sends one message per Thread and runs `done` on the app thread when all ran.
+    pub(crate) fn fan_out(
+        &self,
+        msgs: Vec<(ThreadHandle, Box<dyn FnOnce() + Send>)>,
+        done: impl FnOnce() + 'static,
+    ) {
+        if msgs.is_empty() {
+            done();
+            return;
+        }
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        PENDING.with(|p| p.borrow_mut().insert(token, (msgs.len(), Box::new(done))));
+        for (th, f) in msgs {
+            let app = self.0.app_thread.clone();
+            let app2 = app.clone();
+            let r = th.send_msg(move || {
+                f();
+                if let Err(e) = app.send_msg(move || ack(token)) {
+                    tracing::error!(error = %e, "cannot acknowledge to the app thread");
+                }
+            });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "cannot reach a poll group");
+                let _ = app2.send_msg(move || ack(token));
+            }
+        }
+    }
+
+    /// Builds the snapshot poll groups read.
+    pub(crate) fn snapshot(&self) -> Arc<TargetSnap> {
+        let ts = self.0.transports.borrow();
+        let discover = |a: &ListenAddr| {
+            ts.iter()
+                .find(|t| t.name().eq_ignore_ascii_case(&a.trtype))
+                .map(|t| t.listener_discover(a))
+        };
+        let subsystems = self
+            .0
+            .subsystems
+            .borrow()
+            .iter()
+            .map(|s| {
+                let ls = s
+                    .listeners
+                    .iter()
+                    .filter_map(|l| discover(&l.addr).map(|d| (l.clone(), d)))
+                    .collect();
+                Arc::new(s.snapshot(ls))
+            })
+            .collect();
+        let referrals = self
+            .0
+            .referrals
+            .borrow()
+            .iter()
+            .filter_map(|r| {
+                discover(&r.addr).map(|info| ReferralSnap {
+                    info,
+                    subnqn: r.subnqn.clone(),
+                    secure_channel: r.secure_channel,
+                })
+            })
+            .collect();
+        Arc::new(TargetSnap {
+            subsystems,
+            genctr: self.0.genctr.get(),
+            referrals,
+            transports: ts
+                .iter()
+                .map(|t| (t.name(), Arc::new(t.opts().clone())))
+                .collect(),
+            crdt: self.0.opts.borrow().crdt,
+        })
+    }
+
+    /// Pushes the current configuration to every poll group; `done` runs when all applied it.
+    pub fn update(&self, done: impl FnOnce() + 'static) {
+        let snap = self.snapshot();
+        let tgt_id = self.0.id;
+        let msgs = self
+            .0
+            .poll_groups
+            .borrow()
+            .iter()
+            .map(|th| {
+                let snap = snap.clone();
+                let f: Box<dyn FnOnce() + Send> = Box::new(move || {
+                    poll_group::with_pg(tgt_id, |pg| pg.update(snap));
+                });
+                (th.clone(), f)
+            })
+            .collect();
+        self.fan_out(msgs, done);
+    }
+
+    fn bump_genctr(&self) {
+        self.0.genctr.set(self.0.genctr.get() + 1);
+    }
+
+    /// Runs `f` on subsystem `nqn`.
+    pub fn with_subsystem<R>(
+        &self,
+        nqn: &str,
+        f: impl FnOnce(&mut Subsystem) -> R,
+    ) -> Result<R, NvmfError> {
+        let mut subs = self.0.subsystems.borrow_mut();
+        let s = subs.iter_mut().find(|s| s.nqn == nqn).ok_or_else(|| {
+            NvmfError::NotFound(format!("Unable to find subsystem with NQN {nqn}"))
+        })?;
+        Ok(f(s))
+    }
+
+    /// NQNs of all subsystems, discovery first, in creation order.
+    pub fn subsystem_nqns(&self) -> Vec<String> {
+        self.0
+            .subsystems
+            .borrow()
+            .iter()
+            .map(|s| s.nqn.clone())
+            .collect()
+    }
+
+    /// Creates (and starts) an NVM subsystem (SPDK `spdk_nvmf_subsystem_create` + start).
+    pub fn create_subsystem(&self, mut s: Subsystem) -> Result<(), NvmfError> {
+        validate_nqn(&s.nqn).map_err(|e| NvmfError::InvalidParam(e.to_string()))?;
+        if s.nqn == DISCOVERY_NQN {
+            return Err(NvmfError::Exists(s.nqn.clone()));
+        }
+        if s.min_cntlid == 0
+            || s.min_cntlid > s.max_cntlid
+            || s.max_cntlid > crate::subsystem::MAX_CNTLID
+        {
+            return Err(NvmfError::InvalidParam(format!(
+                "Invalid cntlid range [{}-{}]",
+                s.min_cntlid, s.max_cntlid
+            )));
+        }
+        {
+            let subs = self.0.subsystems.borrow();
+            if subs.iter().any(|x| x.nqn == s.nqn) {
+                return Err(NvmfError::Exists(format!(
+                    "Subsystem NQN '{}' already exists",
+                    s.nqn
+                )));
+            }
+            let max = self.0.opts.borrow().max_subsystems as usize;
+            if subs.len() > max {
+                return Err(NvmfError::NoSpace("max_subsystems reached".into()));
+            }
+        }
+        s.state = SubsystemState::Active;
+        tracing::info!(nqn = %s.nqn, "subsystem created");
+        self.0.subsystems.borrow_mut().push(s);
+        self.bump_genctr();
+        Ok(())
+    }
+
+    /// Deletes a subsystem: its controllers fail, its namespaces close when the poll groups
+    /// release them.
+    pub fn delete_subsystem(&self, nqn: &str) -> Result<(), NvmfError> {
+        if nqn == DISCOVERY_NQN {
+            return Err(NvmfError::InvalidParam(
+                "the discovery subsystem cannot be deleted".into(),
+            ));
+        }
+        let s = {
+            let mut subs = self.0.subsystems.borrow_mut();
+            let i = subs.iter().position(|s| s.nqn == nqn).ok_or_else(|| {
+                NvmfError::NotFound(format!("Unable to find subsystem with NQN {nqn}"))
+            })?;
+            subs.remove(i)
+        };
+        for l in &s.listeners {
+            self.stop_listen_if_unused(&l.addr, false);
+        }
+        self.bump_genctr();
+        tracing::info!(nqn, "subsystem deleted");
+        Ok(())
+    }
+
+    /// Adds a listener: starts the transport listening (SPDK `spdk_nvmf_tgt_listen_ext` +
+    /// `spdk_nvmf_subsystem_add_listener`).
+    pub fn add_listener(
+        &self,
+        nqn: &str,
+        addr: ListenAddr,
+        secure_channel: bool,
+    ) -> Result<(), NvmfError> {
+        let exists =
+            self.with_subsystem(nqn, |s| s.listeners.iter().any(|l| l.addr.same_as(&addr)))?;
+        if exists {
+            return Err(NvmfError::Exists(format!("Listener {addr} already exists")));
+        }
+        {
+            let mut ts = self.0.transports.borrow_mut();
+            let t = ts
+                .iter_mut()
+                .find(|t| t.name().eq_ignore_ascii_case(&addr.trtype))
+                .ok_or_else(|| {
+                    NvmfError::NotFound(format!("Unable to find {} transport", addr.trtype))
+                })?;
+            t.listen(&addr)?;
+        }
+        self.with_subsystem(nqn, |s| {
+            s.listeners.push(Listener {
+                addr,
+                secure_channel,
+            })
+        })?;
+        self.bump_genctr();
+        Ok(())
+    }
+
+    /// Removes a listener; the transport stops listening when no subsystem uses the address.
+    pub fn remove_listener(&self, nqn: &str, addr: &ListenAddr) -> Result<(), NvmfError> {
+        let removed = self.with_subsystem(nqn, |s| {
+            let before = s.listeners.len();
+            s.listeners.retain(|l| !l.addr.same_as(addr));
+            before != s.listeners.len()
+        })?;
+        if !removed {
+            return Err(NvmfError::NotFound(format!(
+                "Unable to find listener {addr}"
+            )));
+        }
+        self.stop_listen_if_unused(addr, false);
+        self.bump_genctr();
+        Ok(())
+    }
+
+    fn stop_listen_if_unused(&self, addr: &ListenAddr, force: bool) {
+        let used = !force
+            && self
+                .0
+                .subsystems
+                .borrow()
+                .iter()
+                .any(|s| s.listeners.iter().any(|l| l.addr.same_as(addr)));
+        if used {
+            return;
+        }
+        let mut ts = self.0.transports.borrow_mut();
+        if let Some(t) = ts
+            .iter_mut()
+            .find(|t| t.name().eq_ignore_ascii_case(&addr.trtype))
+            && let Err(e) = t.stop_listen(addr)
+        {
+            tracing::warn!(%addr, error = %e, "stop_listen failed");
+        }
+    }
+
+    /// Adds a namespace backed by bdev `bdev_name`, opened and claimed exclusively for writes.
+    /// Returns the NSID.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_ns(
+        &self,
+        nqn: &str,
+        bdev_name: &str,
+        nsid: u32,
+        uuid: Option<uuid::Uuid>,
+        nguid: Option<[u8; 16]>,
+        eui64: Option<[u8; 8]>,
+        anagrpid: u32,
+        no_auto_visible: bool,
+    ) -> Result<u32, NvmfError> {
+        let nsid = self.with_subsystem(nqn, |s| {
+            if s.subtype == SubType::Discovery {
+                return Err(NvmfError::InvalidParam(
+                    "discovery subsystem has no namespaces".into(),
+                ));
+            }
+            s.pick_nsid(nsid)
+        })??;
+        let desc = bdev::open_ext(bdev_name, true, |_ev| {})
+            .map_err(|e| NvmfError::NotFound(format!("bdev {bdev_name}: {e}")))?;
+        desc.claim(bdev::ClaimType::ExclusiveWrite, "NVMe-oF Target")
+            .map_err(|e| NvmfError::Busy(format!("bdev {bdev_name} cannot be claimed: {e}")))?;
+        let b = desc.bdev();
+        let uuid_v = uuid.unwrap_or_else(|| b.uuid());
+        let nguid_v = nguid.unwrap_or(*uuid_v.as_bytes());
+        let ns = Namespace {
+            nsid,
+            bdev_name: b.name().to_string(),
+            uuid: uuid_v,
+            nguid: nguid_v,
+            eui64: eui64.unwrap_or([0; 8]),
+            anagrpid: if anagrpid == 0 { nsid } else { anagrpid },
+            no_auto_visible,
+            explicit_ids: (uuid.is_some(), nguid.is_some(), eui64.is_some()),
+            desc: Arc::new(desc),
+        };
+        self.with_subsystem(nqn, |s| s.namespaces.insert(nsid, ns))?;
+        tracing::info!(nqn, nsid, bdev = bdev_name, "namespace added");
+        Ok(nsid)
+    }
+
+    /// Removes namespace `nsid`.
+    pub fn remove_ns(&self, nqn: &str, nsid: u32) -> Result<(), NvmfError> {
+        let removed = self.with_subsystem(nqn, |s| s.namespaces.remove(&nsid))?;
+        match removed {
+            Some(_) => Ok(()),
+            None => Err(NvmfError::NotFound(format!("Invalid NSID {nsid}"))),
+        }
+    }
+
+    /// Adds `hostnqn` to the allow list.
+    pub fn add_host(&self, nqn: &str, hostnqn: &str) -> Result<(), NvmfError> {
+        validate_nqn(hostnqn).map_err(|e| NvmfError::InvalidParam(e.to_string()))?;
+        self.with_subsystem(nqn, |s| {
+            if s.hosts.iter().any(|h| h == hostnqn) {
+                return Err(NvmfError::Exists(hostnqn.to_string()));
+            }
+            s.hosts.push(hostnqn.to_string());
+            Ok(())
+        })??;
+        self.bump_genctr();
+        Ok(())
+    }
+
+    /// Removes `hostnqn` from the allow list (its controllers stay connected, as SPDK).
+    pub fn remove_host(&self, nqn: &str, hostnqn: &str) -> Result<(), NvmfError> {
+        let found = self.with_subsystem(nqn, |s| {
+            let before = s.hosts.len();
+            s.hosts.retain(|h| h != hostnqn);
+            before != s.hosts.len()
+        })?;
+        if !found {
+            return Err(NvmfError::NotFound(hostnqn.to_string()));
+        }
+        self.bump_genctr();
+        Ok(())
+    }
+
+    /// Sets `allow_any_host`.
+    pub fn allow_any_host(&self, nqn: &str, allow: bool) -> Result<(), NvmfError> {
+        self.with_subsystem(nqn, |s| s.allow_any_host = allow)?;
+        self.bump_genctr();
+        Ok(())
+    }
+
+    /// Adds a discovery referral.
+    pub fn add_referral(&self, r: Referral) -> Result<(), NvmfError> {
+        let mut refs = self.0.referrals.borrow_mut();
+        if refs
+            .iter()
+            .any(|x| x.addr.same_as(&r.addr) && x.subnqn == r.subnqn)
+        {
+            return Err(NvmfError::Exists(format!(
+                "referral {} already exists",
+                r.addr
+            )));
+        }
+        refs.push(r);
+        drop(refs);
+        self.bump_genctr();
+        Ok(())
+    }
+
+    /// Removes a discovery referral.
+    pub fn remove_referral(
+        &self,
+        addr: &ListenAddr,
+        subnqn: Option<&str>,
+    ) -> Result<(), NvmfError> {
+        let mut refs = self.0.referrals.borrow_mut();
+        let before = refs.len();
+        refs.retain(|x| !(x.addr.same_as(addr) && subnqn.is_none_or(|n| n == x.subnqn)));
+        if before == refs.len() {
+            return Err(NvmfError::NotFound(format!("referral {addr}")));
+        }
+        drop(refs);
+        self.bump_genctr();
+        Ok(())
+    }
+
+    /// The discovery generation counter.
+    pub fn genctr(&self) -> u64 {
+        self.0.genctr.get()
+    }
+
+    /// Poll group Threads.
+    pub fn poll_group_threads(&self) -> Vec<ThreadHandle> {
+        self.0.poll_groups.borrow().clone()
+    }
+}
