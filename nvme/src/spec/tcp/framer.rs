@@ -55,7 +55,9 @@ pub enum Role {
 pub struct DecoderConfig {
     /// Which side receives.
     pub role: Role,
-    /// Largest in-capsule data a CapsuleCmd may carry (target: the in-capsule data size).
+    /// Largest in-capsule data a CapsuleCmd may carry. A target sets the larger of its
+    /// in-capsule data size and 8192 (admin and fabrics commands may carry up to 8 KiB,
+    /// NVMe/TCP 1.0, 3.3.2.2), then checks the per-queue limit itself.
     pub max_capsule_data: u32,
     /// Largest data an H2CData (target: MAXH2CDATA) or C2HData (host) PDU may carry.
     pub max_data_pdu: u32,
@@ -213,6 +215,13 @@ impl PduDecoder {
     /// True after a fatal error.
     pub fn is_failed(&self) -> bool {
         self.state == State::Failed
+    }
+
+    /// The header bytes of the PDU being decoded (or that caused a fatal error), at most 128:
+    /// what a TermReq carries as data (NVMe/TCP 1.0, 3.6.2.3).
+    pub fn received_header(&self) -> &[u8] {
+        let n = self.have.min(TERM_REQ_MAX_DATA as usize);
+        self.hdr.get(..n).unwrap_or_default()
     }
 
     /// Bytes of PDU data still to come for the current PDU.
@@ -433,14 +442,10 @@ impl PduDecoder {
             self.cfg.max_data_pdu
         };
         if data_len > max {
-            return Err(if t == PduType::CAPSULE_CMD {
-                invalid(offset::PLEN, "in-capsule data larger than supported")
-            } else {
-                Error::DataTransferLimitExceeded {
-                    fei: offset::PLEN,
-                    len: data_len,
-                    max,
-                }
+            return Err(Error::DataTransferLimitExceeded {
+                fei: offset::PLEN,
+                len: data_len,
+                max,
             });
         }
         self.check_data_flags(t, ch.flags)?;

@@ -332,7 +332,14 @@ fn oversized_data_pdus_are_rejected_before_any_data_is_read() {
         &[0; 17],
     );
     let err = expect_err(after_ic(PduDecoder::new(cfg), neg), &cap[..8]);
-    assert_eq!(err.term_req(), Some((Fes::INVALID_HEADER_FIELD, 4)));
+    assert_eq!(
+        err,
+        Error::DataTransferLimitExceeded {
+            fei: 4,
+            len: 17,
+            max: 16
+        }
+    );
     // A 4 GiB PLEN is rejected from the 8-byte common header alone.
     let mut huge = h2c[..8].to_vec();
     huge[3] = 24;
@@ -446,6 +453,7 @@ fn decoder_refuses_input_after_fatal_error() {
     let garbage = [0xffu8; 8];
     assert!(d.decode(&garbage).is_err());
     assert!(d.is_failed());
+    assert_eq!(d.received_header(), &garbage);
     assert_eq!(d.decode(&[0u8; 8]).unwrap_err(), Error::DecoderFailed);
 }
 
