@@ -681,10 +681,9 @@ mod tests {
     }
 
     #[test]
-    fn interrupt_mode_reactor_sleeps_and_wakes_on_send_msg_and_timer() {
+    fn interrupt_mode_reactor_wakes_on_its_timer() {
         let core = CpuMask::all_available().first().unwrap();
-        let (tx, rx) = mpsc::channel::<(String, u32)>();
-        let tx_timer = tx.clone();
+        let (tx_timer, rx) = mpsc::channel::<(String, u32)>();
         let r = Reactors::start(
             ReactorOpts {
                 cpumask: CpuMask::single(core).unwrap(),
@@ -721,26 +720,12 @@ mod tests {
             ]
         );
         assert!(start.elapsed() >= Duration::from_millis(140));
-        // Woken by a message while asleep between timer ticks.
-        std::thread::sleep(Duration::from_millis(10));
-        let sent = Instant::now();
-        let tx2 = tx.clone();
-        r.app_thread()
-            .send_msg(move || tx2.send(("msg".into(), 0)).unwrap())
-            .unwrap();
-        let got = wait_for(&rx, 1);
-        assert_eq!(got, vec![("msg".into(), 0)]);
-        assert!(
-            sent.elapsed() < Duration::from_millis(45),
-            "{:?}",
-            sent.elapsed()
-        );
         r.stop();
         r.clone().wait().unwrap();
     }
 
     #[test]
-    fn idle_interrupt_mode_reactor_uses_almost_no_cpu() {
+    fn idle_interrupt_mode_reactor_uses_almost_no_cpu_and_wakes_on_send_msg() {
         let core = CpuMask::all_available().first().unwrap();
         let r = Reactors::start(
             ReactorOpts {
@@ -758,7 +743,53 @@ mod tests {
         // clock ticks are 10 ms: at most 2 ticks in 1 s is <= 2 %.
         assert!(used <= 2, "idle reactor used {used} ticks in 1 s");
         assert!(r.stats()[0].in_interrupt);
+        // Nothing but send_msg's eventfd signal can wake it now (no timer is armed).
+        let (tx, rx) = mpsc::channel();
+        r.app_thread()
+            .send_msg(move || tx.send(("msg".to_string(), 0)).unwrap())
+            .unwrap();
+        assert_eq!(wait_for(&rx, 1), vec![("msg".to_string(), 0)]);
         r.stop();
         r.wait().unwrap();
+    }
+
+    #[test]
+    fn interrupt_mode_reactor_wakes_for_a_thread_fd_interrupt() {
+        let core = CpuMask::all_available().first().unwrap();
+        let (fd_tx, fd_rx) = mpsc::channel::<i32>();
+        let (tx, rx) = mpsc::channel::<(String, u32)>();
+        let r = Reactors::start(
+            ReactorOpts {
+                cpumask: CpuMask::single(core).unwrap(),
+                interrupt_mode: true,
+            },
+            move || {
+                // SAFETY: eventfd has no memory arguments; checked below.
+                let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+                assert!(efd >= 0);
+                let irq = crate::thread::interrupt_register(efd, move || {
+                    let mut v = 0u64;
+                    // SAFETY: reads 8 bytes into a live u64 from our eventfd.
+                    unsafe { libc::read(efd, (&mut v as *mut u64).cast(), 8) };
+                    tx.send(("irq".into(), v as u32)).unwrap();
+                    PollStatus::Busy
+                })
+                .unwrap();
+                std::mem::forget(irq);
+                fd_tx.send(efd).unwrap();
+            },
+        )
+        .unwrap();
+        let efd = fd_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(r.stats()[0].in_interrupt);
+        let two: u64 = 2;
+        // SAFETY: writes 8 bytes from a live u64 to the eventfd.
+        unsafe { libc::write(efd, (&two as *const u64).cast(), 8) };
+        assert_eq!(wait_for(&rx, 1), vec![("irq".to_string(), 2)]);
+        r.stop();
+        r.wait().unwrap();
+        // SAFETY: the reactor and its Threads are gone; nothing else uses the fd.
+        unsafe { libc::close(efd) };
     }
 }
