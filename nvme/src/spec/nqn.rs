@@ -76,6 +76,11 @@ pub fn validate_nqn(nqn: &str) -> Result<(), Error> {
     check_reverse_domain(&b[12..colon]).or_else(fail)
 }
 
+/// True for the well-known discovery subsystem NQN.
+pub fn is_discovery_nqn(nqn: &str) -> bool {
+    nqn == DISCOVERY_NQN
+}
+
 /// Reverse domain per RFC 1034 the way SPDK checks it: a label starts with a letter, holds
 /// letters/digits/hyphens and ends with a letter or digit.
 fn check_reverse_domain(domain: &[u8]) -> Result<(), &'static str> {
@@ -216,6 +221,8 @@ mod tests {
     fn accepts_spdk_style_discovery_and_uuid_nqns() {
         validate_nqn("nqn.2016-06.io.spdk:cnode1").unwrap();
         validate_nqn(DISCOVERY_NQN).unwrap();
+        assert!(is_discovery_nqn(DISCOVERY_NQN));
+        assert!(!is_discovery_nqn("nqn.2016-06.io.spdk:cnode1"));
         validate_nqn("nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555")
             .unwrap();
         validate_nqn("nqn.2019-10.com.my-corp.x1:ütf8 name").unwrap();
