@@ -248,7 +248,14 @@ impl TransportPollGroup for TestPollGroup {
     }
 
     fn remove_qpair(&mut self) -> usize {
-        self.conns.retain(|(_, q)| !q.is_drained());
+        self.conns.retain(|(pipe, q)| {
+            if q.is_drained() {
+                lock(pipe).target_closed = true;
+                false
+            } else {
+                true
+            }
+        });
         self.conns.len()
     }
 

@@ -395,8 +395,8 @@ pub trait TransportPollGroup: 'static {
     /// Moves data: receive, hand requests to their qpairs, write responses, reap closed
     /// connections. Busy when it did any work.
     fn poll(&mut self) -> PollStatus;
-    /// Drops every connection whose qpair is disconnected and drained; returns how many
-    /// connections remain.
+    /// Closes and drops every connection whose qpair is disconnected and drained (called by
+    /// the target after each poll); returns how many connections remain.
     fn remove_qpair(&mut self) -> usize;
     /// Disconnects every qpair (shutdown). The poll group keeps polling until
     /// [`TransportPollGroup::remove_qpair`] returns 0.
