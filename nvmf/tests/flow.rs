@@ -1,6 +1,8 @@
 //! End-to-end flows through the in-memory transport: Connect, enable, Identify, I/O queue,
 //! data path byte for byte, hot-add with AEN, keep-alive expiry, shutdown.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 use nvme::spec::identify::IdentifyController;
