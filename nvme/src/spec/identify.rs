@@ -685,6 +685,96 @@ impl IdentifyNamespace {
     }
 }
 
+/// I/O Command Set specific Identify Controller data structure for the NVM command set,
+/// CNS 06h CSI 00h (NVM Command Set 1.0, Figure 94).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct IdentifyControllerNvm {
+    /// Verify size limit (2 ^ n units of CAP.MPSMIN; 0 = no limit).
+    pub vsl: u8,
+    /// Write Zeroes size limit.
+    pub wzsl: u8,
+    /// Write Uncorrectable size limit.
+    pub wusl: u8,
+    /// Dataset Management ranges limit.
+    pub dmrl: u8,
+    /// Dataset Management range size limit (logical blocks).
+    pub dmrsl: U32,
+    /// Dataset Management size limit (logical blocks).
+    pub dmsl: U64,
+    /// Reserved.
+    pub rsvd16: [u8; 4080],
+}
+const_assert_eq!(size_of::<IdentifyControllerNvm>(), IDENTIFY_DATA_SIZE);
+
+impl Default for IdentifyControllerNvm {
+    fn default() -> Self {
+        IdentifyControllerNvm::new_zeroed()
+    }
+}
+
+/// I/O Command Set Independent Identify Namespace data structure, CNS 08h (NVMe Base 2.0,
+/// Figure 284).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct IdentifyNamespaceIndependent {
+    /// Common namespace features.
+    pub nsfeat: u8,
+    /// Namespace multi-path I/O and sharing capabilities.
+    pub nmic: u8,
+    /// Reservation capabilities.
+    pub rescap: u8,
+    /// Format progress indicator.
+    pub fpi: u8,
+    /// ANA group identifier.
+    pub anagrpid: U32,
+    /// Namespace attributes.
+    pub nsattr: u8,
+    /// Reserved.
+    pub rsvd9: u8,
+    /// NVM set identifier.
+    pub nvmsetid: U16,
+    /// Endurance group identifier.
+    pub endgid: U16,
+    /// Namespace status (bit 0: ready).
+    pub nstat: u8,
+    /// Reserved.
+    pub rsvd15: [u8; 4081],
+}
+const_assert_eq!(
+    size_of::<IdentifyNamespaceIndependent>(),
+    IDENTIFY_DATA_SIZE
+);
+
+impl Default for IdentifyNamespaceIndependent {
+    fn default() -> Self {
+        IdentifyNamespaceIndependent::new_zeroed()
+    }
+}
+
+/// Identify I/O Command Set data structure, CNS 1Ch: 512 command set combination vectors
+/// (NVMe Base 2.0, Figure 288). Bit 0 NVM, bit 1 KV, bit 2 ZNS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct IdentifyIoCommandSets {
+    /// I/O command set combinations.
+    pub vectors: [U64; 512],
+}
+const_assert_eq!(size_of::<IdentifyIoCommandSets>(), IDENTIFY_DATA_SIZE);
+
+impl Default for IdentifyIoCommandSets {
+    fn default() -> Self {
+        IdentifyIoCommandSets::new_zeroed()
+    }
+}
+
+/// I/O command set vector bit 0: NVM command set.
+pub const IOCS_VECTOR_NVM: u64 = 1 << 0;
+/// I/O command set vector bit 1: Key Value command set.
+pub const IOCS_VECTOR_KV: u64 = 1 << 1;
+/// I/O command set vector bit 2: Zoned Namespace command set.
+pub const IOCS_VECTOR_ZNS: u64 = 1 << 2;
+
 /// Namespace Identifier Type (NVMe Base 2.0, Figure 281).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Nidt(pub u8);
@@ -896,6 +986,16 @@ mod tests {
         assert_eq!(offset_of!(IdentifyNamespace, nguid), 104);
         assert_eq!(offset_of!(IdentifyNamespace, eui64), 120);
         assert_eq!(offset_of!(IdentifyNamespace, lbaf), 128);
+    }
+
+    #[test]
+    fn iocs_specific_structures_have_spec_offsets() {
+        assert_eq!(offset_of!(IdentifyControllerNvm, dmrsl), 4);
+        assert_eq!(offset_of!(IdentifyControllerNvm, dmsl), 8);
+        assert_eq!(offset_of!(IdentifyNamespaceIndependent, anagrpid), 4);
+        assert_eq!(offset_of!(IdentifyNamespaceIndependent, nsattr), 8);
+        assert_eq!(offset_of!(IdentifyNamespaceIndependent, endgid), 12);
+        assert_eq!(offset_of!(IdentifyNamespaceIndependent, nstat), 14);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::sqe::Sqe;
+use crate::Error;
 
 /// CDW12 bit 31: limited retry.
 pub const RW_LR: u32 = 1 << 31;
@@ -145,6 +146,34 @@ pub struct DsmRange {
     pub slba: U64,
 }
 const_assert_eq!(size_of::<DsmRange>(), 16);
+
+/// View the first `count` Dataset Management ranges of `data`; `data` must hold at least
+/// `count` 16-byte ranges (extra bytes are ignored, as an SGL may describe a larger buffer).
+pub fn dsm_ranges(data: &[u8], count: usize) -> Result<&[DsmRange], Error> {
+    typed_prefix("Dataset Management ranges", data, count)
+}
+
+/// View the first `count` Copy source range entries (descriptor format 0) of `data`.
+pub fn copy_source_ranges(data: &[u8], count: usize) -> Result<&[CopySourceRange], Error> {
+    typed_prefix("Copy source ranges", data, count)
+}
+
+fn typed_prefix<'a, T>(what: &'static str, data: &'a [u8], count: usize) -> Result<&'a [T], Error>
+where
+    T: FromBytes + KnownLayout + Immutable,
+{
+    let need = count.saturating_mul(size_of::<T>());
+    let bytes = data.get(..need).ok_or(Error::Length {
+        what,
+        need,
+        got: data.len(),
+    })?;
+    <[T]>::ref_from_bytes(bytes).map_err(|_| Error::Length {
+        what,
+        need,
+        got: data.len(),
+    })
+}
 
 /// Copy arguments (NVM Command Set 1.0, 3.3.2, Figures 32-33).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -388,6 +417,29 @@ mod tests {
         let d = DatasetManagement::from_sqe(&sqe);
         assert_eq!(d.num_ranges(), 3);
         assert!(d.deallocate());
+    }
+
+    #[test]
+    fn dsm_ranges_view_requires_enough_bytes() {
+        let mut data = vec![0u8; 40];
+        data[4] = 8;
+        data[8] = 0x10;
+        data[16 + 4] = 1;
+        let r = dsm_ranges(&data, 2).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].nlb.get(), 8);
+        assert_eq!(r[0].slba.get(), 0x10);
+        assert_eq!(r[1].nlb.get(), 1);
+        assert_eq!(
+            dsm_ranges(&data, 3).unwrap_err(),
+            Error::Length {
+                what: "Dataset Management ranges",
+                need: 48,
+                got: 40
+            }
+        );
+        assert_eq!(copy_source_ranges(&[0u8; 64], 2).unwrap().len(), 2);
+        assert!(copy_source_ranges(&[0u8; 63], 2).is_err());
     }
 
     #[test]
