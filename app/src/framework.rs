@@ -59,7 +59,12 @@ pub struct Framework {
     init_waiters: RefCell<Vec<Request>>,
     /// `framework_start_init` caller waiting for the end of init.
     start_init_req: RefCell<Option<Request>>,
+    /// Called once when the framework is running (tools such as bdevperf start their work here).
+    on_running: RefCell<Option<OnRunning>>,
 }
+
+/// What a tool runs on the app thread once every subsystem is up.
+pub type OnRunning = Box<dyn FnOnce(&Rc<Framework>)>;
 
 impl Framework {
     /// Builds the framework; nothing runs until [`Framework::start`].
@@ -87,6 +92,7 @@ impl Framework {
             replayed: RefCell::new(HashSet::new()),
             init_waiters: RefCell::new(Vec::new()),
             start_init_req: RefCell::new(None),
+            on_running: RefCell::new(None),
         });
         register_framework_rpcs(&fw);
         fw
@@ -311,6 +317,21 @@ impl Framework {
     /// Asks for an orderly shutdown with exit code 0 (signal or `spdk_kill_instance`).
     pub fn request_shutdown(self: &Rc<Self>) {
         self.shutdown_with(0);
+    }
+
+    /// Asks for an orderly shutdown with `code` as the process exit code (tools that failed).
+    pub fn shutdown_with_code(self: &Rc<Self>, code: i32) {
+        self.shutdown_with(code);
+    }
+
+    /// Sets what runs once the framework is up (before [`Framework::start`]).
+    pub fn set_on_running(&self, f: OnRunning) {
+        *self.on_running.borrow_mut() = Some(f);
+    }
+
+    /// The reactors.
+    pub fn reactors(&self) -> &Reactors {
+        &self.reactors
     }
 
     fn shutdown_with(self: &Rc<Self>, code: i32) {

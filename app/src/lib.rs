@@ -16,4 +16,4 @@ pub mod modules;
 pub mod run;
 pub mod subsystem;
 
-pub use run::run;
+pub use run::{StartFn, run, run_with};

@@ -17,6 +17,15 @@ use crate::subsystem::SubsystemGraph;
 
 /// Runs the target until it is told to stop; returns the process exit code.
 pub fn run(opts: AppOpts) -> Result<i32> {
+    run_with(opts, None)
+}
+
+/// A tool's start function: made on the main thread, run on the app thread once the framework is
+/// up (SPDK's `spdk_app_start` start_fn).
+pub type StartFn = Box<dyn FnOnce() -> crate::framework::OnRunning + Send>;
+
+/// [`run`], with `start` called on the app thread once every subsystem is up.
+pub fn run_with(opts: AppOpts, start: Option<StartFn>) -> Result<i32> {
     let log = LogControl::init(&opts.logflag).map_err(|_| {
         anyhow!(
             "unknown log flag in {:?}; known: {}",
@@ -62,7 +71,7 @@ pub fn run(opts: AppOpts) -> Result<i32> {
                     return;
                 }
             };
-            app_main(opts2, config, log, reactors, exit2, sig_rx);
+            app_main(opts2, config, log, reactors, exit2, sig_rx, start);
         },
     )
     .context("cannot start the reactors")?;
@@ -91,6 +100,7 @@ fn app_main(
     reactors: Reactors,
     exit_code: ExitCode,
     mut sig_rx: UnixStream,
+    start: Option<StartFn>,
 ) {
     let registry = RpcRegistry::new();
     let subsystems = modules::subsystems(&registry, &reactors);
@@ -104,6 +114,9 @@ fn app_main(
         }
     };
     let fw = Framework::new(opts, registry, graph, config, reactors, log, exit_code);
+    if let Some(start) = start {
+        fw.set_on_running(start());
+    }
     // The signal poller owns the framework: it lives until shutdown clears the pollers.
     let owner = fw.clone();
     let sig_poller = env::poller_register_periodic(

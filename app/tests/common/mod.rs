@@ -1,5 +1,5 @@
 //! Shared helpers of the app integration tests: a running `nvmf_tgt` child process.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
