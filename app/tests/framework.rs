@@ -1,4 +1,5 @@
 //! `nvmf_tgt` as a user runs it: reactors, RPC states, config files, signals, interrupt mode.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
