@@ -24,6 +24,12 @@ pub mod status;
 pub mod tcp;
 
 pub use cqe::Cqe;
+pub use discovery::{DiscoveryLogEntry, DiscoveryLogHeader};
+pub use fabrics::{ConnectCmd, ConnectData, PropertyGetCmd, PropertySetCmd};
+pub use features::Fid;
+pub use identify::{Cns, Csi, IdentifyController, IdentifyNamespace};
+pub use log::Lid;
+pub use nqn::validate_nqn;
 pub use opcode::{AdminOpcode, DataTransfer, FabricsCommandType, NvmOpcode};
 pub use sgl::{Sgl, SglDescriptor, SglSubtype, SglType};
 pub use sqe::{Fuse, Psdt, Sqe};
