@@ -586,7 +586,7 @@ fn connect_admin(
 }
 
 fn connect_io(
-    _pg: &Rc<PgInner>,
+    pg: &Rc<PgInner>,
     qp: &Rc<QpairInner>,
     snap: &SubsysSnap,
     qid: u16,
@@ -645,6 +645,7 @@ fn connect_io(
     let cntlid = shared.cntlid;
     *qp.ctrlr.borrow_mut() = Some(shared);
     *qp.subnqn.borrow_mut() = snap.nqn.clone();
+    pg.count_io_qpair();
     tracing::debug!(cntlid, qid, "I/O queue connected");
     Reply::status(Status::SUCCESS).dw0(connect_success_dw0(cntlid, 0))
 }

@@ -28,6 +28,7 @@ mod io;
 mod poll_group;
 mod qpair;
 pub mod request;
+pub mod rpc;
 pub mod subsystem;
 mod target;
 pub mod testing;
@@ -37,6 +38,7 @@ pub use error::NvmfError;
 pub use poll_group::PollGroupRef;
 pub use qpair::{Qpair, QpairState};
 pub use request::{DataBuf, IoVec, Request, RequestState, Response};
+pub use rpc::{NvmfSubsystem, config_json, register_rpcs};
 pub use subsystem::{Listener, Namespace, SubType, Subsystem, SubsystemState};
 pub use target::{AdminCmdPassthru, Referral, Target, TargetOpts};
 pub use transport::{

@@ -38,6 +38,8 @@ pub(crate) struct TargetSnap {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct PgStats {
     pub admin_qpairs: u64,
+    pub io_qpairs: u64,
+    pub completed_nvme_io: u64,
 }
 
 trait AnyTpg {
@@ -160,6 +162,81 @@ impl PgInner {
             .find(|(k, _)| k.eq_ignore_ascii_case(transport))
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
+    }
+
+    pub fn count_io_qpair(&self) {
+        let mut s = self.stats.get();
+        s.io_qpairs += 1;
+        self.stats.set(s);
+    }
+
+    pub fn count_completed_io(&self) {
+        let mut s = self.stats.get();
+        s.completed_nvme_io += 1;
+        self.stats.set(s);
+    }
+
+    /// `nvmf_subsystem_get_qpairs` entries for subsystem `nqn` on this poll group.
+    pub fn qpairs_json(&self, nqn: &str) -> Vec<serde_json::Value> {
+        let thread = env::Thread::current().map(|t| t.name()).unwrap_or_default();
+        self.live_qpairs()
+            .iter()
+            .filter(|q| q.state() == crate::QpairState::Active && *q.0.subnqn.borrow() == nqn)
+            .filter_map(|q| {
+                let c = q.0.ctrlr.borrow().clone()?;
+                let mut o = serde_json::Map::new();
+                o.insert("cntlid".into(), c.cntlid.into());
+                o.insert("qid".into(), q.qid().into());
+                o.insert("state".into(), "enabled".into());
+                o.insert("thread".into(), thread.clone().into());
+                o.insert("hostnqn".into(), c.hostnqn.clone().into());
+                if let Some(a) = q.0.listen.borrow().as_ref() {
+                    o.insert(
+                        "listen_address".into(),
+                        serde_json::to_value(a).unwrap_or_default(),
+                    );
+                }
+                if let Some(a) = q.0.peer.borrow().as_ref() {
+                    o.insert(
+                        "peer_address".into(),
+                        serde_json::to_value(a).unwrap_or_default(),
+                    );
+                }
+                Some(serde_json::Value::Object(o))
+            })
+            .collect()
+    }
+
+    /// This poll group's `nvmf_get_stats` entry.
+    pub fn stats_json(&self) -> serde_json::Value {
+        let s = self.stats.get();
+        let qs = self.live_qpairs();
+        let active = |admin: bool| {
+            qs.iter()
+                .filter(|q| q.state() == crate::QpairState::Active && (q.qid() == 0) == admin)
+                .count()
+        };
+        let unassoc = qs
+            .iter()
+            .filter(|q| q.state() == crate::QpairState::Uninitialized)
+            .count();
+        let transports: Vec<serde_json::Value> = self
+            .transports
+            .borrow()
+            .iter()
+            .map(|(n, _)| serde_json::json!({"trtype": n}))
+            .collect();
+        serde_json::json!({
+            "name": env::Thread::current().map(|t| t.name()).unwrap_or_default(),
+            "admin_qpairs": s.admin_qpairs,
+            "io_qpairs": s.io_qpairs,
+            "current_admin_qpairs": active(true),
+            "current_io_qpairs": active(false),
+            "current_unassociated_qpairs": unassoc,
+            "pending_bdev_io": 0,
+            "completed_nvme_io": s.completed_nvme_io,
+            "transports": transports,
+        })
     }
 
     pub fn add_ctrlr(&self, c: Rc<Ctrlr>) {

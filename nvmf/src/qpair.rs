@@ -98,6 +98,12 @@ impl QpairInner {
     pub fn complete_async(&self, cid: u16, r: Reply) {
         self.outstanding
             .set(self.outstanding.get().saturating_sub(1));
+        if self.qid.get() != 0
+            && self.state.get() == QpairState::Active
+            && let Some(pg) = self.pg.upgrade()
+        {
+            pg.count_completed_io();
+        }
         self.push_reply(cid, r);
     }
 
