@@ -577,3 +577,66 @@ fn mutated_valid_streams_never_panic() {
         drive_to_end(after_ic(ctrl(), neg), &stream, &mut rng);
     }
 }
+
+#[test]
+fn encode_then_decode_round_trips_for_random_parameters() {
+    let mut rng = Rng(0x0bad_cafe_f00d_d00d);
+    for i in 0..1500 {
+        let neg = Negotiated {
+            hdgst: rng.below(2) == 1,
+            ddgst: rng.below(2) == 1,
+            rx_pda: rng.below(32) as u8,
+        };
+        let len = if i % 4 == 0 {
+            0
+        } else {
+            rng.below(3000) as u32
+        };
+        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let (header, role) = match rng.below(5) {
+            0 => (
+                PduHeader::CapsuleCmd(CapsuleCmd::new(Sqe::new(2, rng.next() as u16))),
+                Role::Controller,
+            ),
+            1 => (
+                PduHeader::H2cData(H2cData::new(3, 4, 512, len, true)),
+                Role::Controller,
+            ),
+            2 => (
+                PduHeader::C2hData(C2hData::new(5, 0, len, false, false)),
+                Role::Host,
+            ),
+            3 => (PduHeader::R2t(R2t::new(6, 7, 0, 4096)), Role::Host),
+            _ => (
+                PduHeader::CapsuleResp(CapsuleResp::new(Cqe::new(8, Status::SUCCESS))),
+                Role::Host,
+            ),
+        };
+        let data: &[u8] = if matches!(header, PduHeader::R2t(_) | PduHeader::CapsuleResp(_)) {
+            &[]
+        } else {
+            &data
+        };
+        let mut e = PduEncoder::new();
+        e.set_negotiated(neg);
+        let mut wire = Vec::new();
+        e.encode(&header, data, &mut wire).unwrap();
+        let cfg = DecoderConfig {
+            role,
+            max_capsule_data: 8192,
+            max_data_pdu: 8192,
+        };
+        let dec = after_ic(PduDecoder::new(cfg), neg);
+        let chunk = 1 + rng.below(200) as usize;
+        let pdus = read_all(dec, &wire, chunk).unwrap();
+        assert_eq!(pdus.len(), 1, "iteration {i}");
+        assert_eq!(&pdus[0].header.as_bytes()[8..], &header.as_bytes()[8..]);
+        assert_eq!(pdus[0].data, data);
+        assert_eq!(pdus[0].end, PduEnd::Ok);
+        let ch = pdus[0].header.common();
+        assert_eq!(ch.plen.get() as usize, wire.len());
+        if !data.is_empty() {
+            assert_eq!(usize::from(ch.pdo) % ((usize::from(neg.rx_pda) + 1) * 4), 0);
+        }
+    }
+}
