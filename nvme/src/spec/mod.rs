@@ -6,6 +6,16 @@
 //! newtypes with associated constants: an unknown value is just a value, never a parse failure.
 //! Raw structures turn into validated domain types (`Sgl`, `Status`, NQN strings) before the
 //! rest of the code trusts them.
+//!
+//! | module | contents | source |
+//! |---|---|---|
+//! | [`sqe`], [`cqe`], [`status`] | 64-byte SQE, 16-byte CQE, SCT/SC status codes | NVMe Base 2.0, 4.2, 4.6 |
+//! | [`opcode`], [`sgl`] | admin/NVM/fabrics opcodes, SGL descriptors | NVMe Base 2.0 Fig. 138, 4.1.8 |
+//! | [`fabrics`], [`props`], [`nqn`] | Connect, Property Get/Set, CAP/CC/CSTS/VS, NQNs | NVMe-oF 1.1, 3.3-3.5 |
+//! | [`identify`], [`log`], [`features`] | Identify data, log pages, AER dw0, features | NVMe Base 2.0, 5.15-5.17 |
+//! | [`discovery`] | discovery log page header and entries | NVMe-oF 1.1, 5.3 |
+//! | [`io`] | Read/Write/Write Zeroes/DSM/Copy/Abort/reservation fields | NVM Command Set 1.0 |
+//! | [`tcp`] | NVMe/TCP PDUs, digests, sans-IO framer | NVMe/TCP 1.0 |
 #![forbid(unsafe_code)]
 
 pub mod cqe;
