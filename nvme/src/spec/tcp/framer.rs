@@ -569,6 +569,17 @@ impl PduDecoder {
     }
 }
 
+/// The TermReq header a receiver in `role` sends for the fatal framing error `err` (a
+/// controller sends C2HTermReq, a host H2CTermReq), or `None` if `err` is not a fatal
+/// transport error. Send it with [`PduDecoder::received_header`] as data.
+pub fn term_req_for(role: Role, err: &Error) -> Option<PduHeader> {
+    let (fes, fei) = err.term_req()?;
+    Some(match role {
+        Role::Controller => PduHeader::C2hTermReq(TermReq::new(PduType::C2H_TERM_REQ, fes, fei)),
+        Role::Host => PduHeader::H2cTermReq(TermReq::new(PduType::H2C_TERM_REQ, fes, fei)),
+    })
+}
+
 fn invalid(fei: u32, reason: &'static str) -> Error {
     Error::PduInvalidHeaderField { fei, reason }
 }

@@ -8,6 +8,6 @@ pub mod pdu;
 
 pub use framer::{
     Decoded, DecoderConfig, EncodedHeader, Negotiated, Pdu, PduDecoder, PduEncoder, PduEnd,
-    PduReader, Role,
+    PduReader, Role, term_req_for,
 };
 pub use pdu::{Fes, PduHeader, PduType};

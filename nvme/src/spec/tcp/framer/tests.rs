@@ -640,3 +640,28 @@ fn encode_then_decode_round_trips_for_random_parameters() {
         }
     }
 }
+
+#[test]
+fn term_req_for_builds_the_reply_to_a_fatal_error() {
+    let mut d = after_ic(ctrl(), Negotiated::default());
+    let mut bytes = enc(
+        Negotiated::default(),
+        PduHeader::CapsuleCmd(CapsuleCmd::new(Sqe::new(1, 1))),
+        &[],
+    );
+    bytes[2] = 70;
+    let err = d.decode(&bytes).unwrap_err();
+    let reply = term_req_for(Role::Controller, &err).unwrap();
+    let mut wire = Vec::new();
+    PduEncoder::new()
+        .encode(&reply, d.received_header(), &mut wire)
+        .unwrap();
+    assert_eq!(&wire[..8], &[0x03, 0, 24, 0, 32, 0, 0, 0]);
+    assert_eq!(&wire[8..14], &[1, 0, 2, 0, 0, 0]);
+    assert_eq!(&wire[24..32], &bytes[..8]);
+    assert!(matches!(
+        term_req_for(Role::Host, &err),
+        Some(PduHeader::H2cTermReq(_))
+    ));
+    assert_eq!(term_req_for(Role::Host, &Error::DecoderFailed), None);
+}
