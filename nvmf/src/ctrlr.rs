@@ -432,6 +432,14 @@ pub(crate) fn connect(pg: &Rc<PgInner>, qp: &Rc<QpairInner>, req: &Request) -> R
         tracing::error!(subnqn, hostnqn, "Subsystem does not allow host");
         return Reply::status(Status::new(Sct::COMMAND_SPECIFIC, SC_CONNECT_INVALID_HOST));
     }
+    let listen = qp.listen.borrow().clone();
+    if let Some(l) = listen
+        && !snap.is_discovery()
+        && !snap.listeners.iter().any(|(x, _)| x.addr.same_as(&l))
+    {
+        tracing::error!(subnqn, hostnqn, %l, "Subsystem does not allow host to connect at this address");
+        return Reply::status(Status::new(Sct::COMMAND_SPECIFIC, SC_CONNECT_INVALID_HOST));
+    }
     if cmd.recfmt.get() != 0 {
         tracing::error!(recfmt = cmd.recfmt.get(), "Connect with unsupported RECFMT");
         return Reply::status(Status::new(
