@@ -1,0 +1,471 @@
+//! Sans-IO NVMe/TCP connection state machine of the target (SPDK `nvmf_tcp_sock_process`,
+//! `nvmf_tcp_req_process`).
+//!
+//! Feed received bytes with [`TcpConnection::receive`]; take commands ready for the target
+//! core with [`TcpConnection::take_request`]; give completions back with
+//! [`TcpConnection::send_response`]; write what [`TcpConnection::outbound`] holds to the
+//! socket. No I/O happens here.
+//!
+//! ```text
+//!  AwaitIcReq --ICReq--> Running --fatal error--> Terminating (C2HTermReq queued, close)
+//!                          \--H2CTermReq--> Terminating (nothing sent, close)
+//! ```
+
+use crate::error::TcpError;
+use crate::request::TcpRequestState;
+use nvme::spec::sgl::{Sgl, SglDescriptor};
+use nvme::spec::tcp::pdu::{C2hData, CapsuleResp, IcResp, MAXH2CDATA_MIN, R2t, TermReq, offset};
+use nvme::spec::tcp::{
+    Decoded, DecoderConfig, Fes, Negotiated, PduDecoder, PduEncoder, PduEnd, PduHeader, PduType,
+    Role,
+};
+use nvme::spec::{GenericStatus, Sqe, Status};
+use nvmf::request::{DataBuf, Request, Response};
+use std::collections::{HashMap, VecDeque};
+
+/// Largest data of one C2HData PDU the target sends (SPDK `NVMF_TCP_PDU_MAX_C2H_DATA_SIZE`).
+pub const MAX_C2H_DATA: u32 = 131_072;
+/// In-capsule data admin and fabrics commands may always carry (NVMe/TCP 1.0, 3.3.2.2).
+pub const ADMIN_IN_CAPSULE_DATA: u32 = 8192;
+
+/// Per-connection limits, from the transport options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtoConfig {
+    /// In-capsule data size (IOCCSZ).
+    pub in_capsule_data_size: u32,
+    /// Largest transfer of one command.
+    pub max_io_size: u32,
+    /// MAXH2CDATA announced in the ICResp.
+    pub maxh2cdata: u32,
+    /// Send the completion of successful reads as the SUCCESS flag of the last C2HData.
+    pub c2h_success: bool,
+}
+
+impl Default for ProtoConfig {
+    fn default() -> Self {
+        ProtoConfig {
+            in_capsule_data_size: 4096,
+            max_io_size: 131_072,
+            maxh2cdata: 131_072,
+            c2h_success: true,
+        }
+    }
+}
+
+/// Connection phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Waiting for the ICReq.
+    AwaitIcReq,
+    /// IC exchange done; commands flow.
+    Running,
+    /// A fatal error happened: flush [`TcpConnection::outbound`] then close.
+    Terminating,
+}
+
+/// A command the host is still sending data for (R2T outstanding).
+#[derive(Debug)]
+struct Pending {
+    sqe: Sqe,
+    ttag: u16,
+    state: TcpRequestState,
+    buf: Vec<u8>,
+    /// Next expected data offset.
+    received: u32,
+    /// End of the range asked for by the last R2T.
+    r2t_end: u32,
+    digest_error: bool,
+}
+
+/// What the PDU being received is for.
+#[derive(Debug)]
+enum Incoming {
+    None,
+    Ic,
+    Capsule { sqe: Sqe, data: Vec<u8> },
+    H2c { cid: u16 },
+    TermReq,
+}
+
+/// The NVMe/TCP protocol engine of one connection.
+#[derive(Debug)]
+pub struct TcpConnection {
+    cfg: ProtoConfig,
+    decoder: PduDecoder,
+    encoder: PduEncoder,
+    state: ConnState,
+    incoming: Incoming,
+    pending: HashMap<u16, Pending>,
+    next_ttag: u16,
+    ready: VecDeque<Request>,
+    out: Vec<u8>,
+    error: Option<TcpError>,
+}
+
+/// Data transfer direction of a command (opcode bits 1:0, fabrics: FCTYPE bits 1:0).
+fn xfer_dir(sqe: &Sqe) -> u8 {
+    if sqe.is_fabrics() {
+        sqe.fctype().0 & 3
+    } else {
+        sqe.opc & 3
+    }
+}
+
+impl TcpConnection {
+    /// A new connection waiting for its ICReq.
+    pub fn new(cfg: ProtoConfig) -> TcpConnection {
+        let dcfg = DecoderConfig {
+            role: Role::Controller,
+            max_capsule_data: cfg.in_capsule_data_size.max(ADMIN_IN_CAPSULE_DATA),
+            max_data_pdu: cfg.maxh2cdata.max(MAXH2CDATA_MIN),
+        };
+        TcpConnection {
+            cfg,
+            decoder: PduDecoder::new(dcfg),
+            encoder: PduEncoder::new(),
+            state: ConnState::AwaitIcReq,
+            incoming: Incoming::None,
+            pending: HashMap::new(),
+            next_ttag: 1,
+            ready: VecDeque::new(),
+            out: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Current phase.
+    pub fn state(&self) -> ConnState {
+        self.state
+    }
+
+    /// The fatal error that ended the connection, if any.
+    pub fn error(&self) -> Option<&TcpError> {
+        self.error.as_ref()
+    }
+
+    /// Bytes to write to the socket; the caller drains what it wrote.
+    pub fn outbound(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// Next command fully received (with its data), for `Qpair::handle_request`.
+    pub fn take_request(&mut self) -> Option<Request> {
+        self.ready.pop_front()
+    }
+
+    /// Commands still receiving data from the host.
+    pub fn transfers_in_progress(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Consumes received bytes. Returns how many were consumed (all of them unless the
+    /// connection is terminating). After a fatal error the C2HTermReq is in
+    /// [`TcpConnection::outbound`] and [`TcpConnection::state`] is `Terminating`.
+    pub fn receive(&mut self, mut input: &[u8]) -> usize {
+        let total = input.len();
+        // Events may follow without more input (End after a header without data), so
+        // decode until the decoder asks for more bytes.
+        while self.state != ConnState::Terminating {
+            match self.decoder.decode(input) {
+                Ok((n, ev)) => {
+                    input = input.get(n..).unwrap_or_default();
+                    let Some(ev) = ev else { break };
+                    if let Err(e) = self.on_event(ev) {
+                        self.fail(e);
+                    }
+                }
+                Err(e) => {
+                    let (fes, fei) = e.term_req().unwrap_or((Fes::INVALID_HEADER_FIELD, 0));
+                    let err = TcpError::protocol(fes, fei, e.to_string());
+                    self.fail(err);
+                }
+            }
+        }
+        total - input.len()
+    }
+
+    fn fail(&mut self, e: TcpError) {
+        tracing::error!(error = %e, "NVMe/TCP connection failed");
+        if let TcpError::Protocol { fes, fei, .. } = &e {
+            let hdr = self.decoder.received_header().to_vec();
+            let t = TermReq::new(PduType::C2H_TERM_REQ, Fes(*fes), *fei);
+            // TermReqs are sent without digests.
+            if let Err(err) =
+                PduEncoder::new().encode(&PduHeader::C2hTermReq(t), &hdr, &mut self.out)
+            {
+                tracing::error!(error = %err, "cannot encode C2HTermReq");
+            }
+        }
+        self.state = ConnState::Terminating;
+        self.error = Some(e);
+    }
+
+    fn on_event(&mut self, ev: Decoded<'_>) -> Result<(), TcpError> {
+        match ev {
+            Decoded::Header { header, data_len } => self.on_header(header, data_len),
+            Decoded::Data(chunk) => {
+                match &mut self.incoming {
+                    Incoming::Capsule { data, .. } => data.extend_from_slice(chunk),
+                    Incoming::H2c { cid } => {
+                        if let Some(p) = self.pending.get_mut(cid) {
+                            let at = p.received as usize;
+                            if let Some(dst) = p.buf.get_mut(at..at + chunk.len()) {
+                                dst.copy_from_slice(chunk);
+                            }
+                            p.received += chunk.len() as u32;
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            Decoded::End(end) => self.on_end(end),
+        }
+    }
+
+    fn on_header(&mut self, header: PduHeader, data_len: u32) -> Result<(), TcpError> {
+        match header {
+            PduHeader::IcReq(r) => {
+                let hdgst = r.dgst & nvme::spec::tcp::pdu::DGST_HDGST_ENABLE != 0;
+                let ddgst = r.dgst & nvme::spec::tcp::pdu::DGST_DDGST_ENABLE != 0;
+                let resp = IcResp::new(0, hdgst, ddgst, self.cfg.maxh2cdata);
+                self.encoder
+                    .encode(&PduHeader::IcResp(resp), &[], &mut self.out)
+                    .map_err(|e| TcpError::protocol(Fes::INVALID_HEADER_FIELD, 0, e.to_string()))?;
+                self.decoder.set_negotiated(Negotiated {
+                    hdgst,
+                    ddgst,
+                    rx_pda: 0,
+                });
+                self.encoder.set_negotiated(Negotiated {
+                    hdgst,
+                    ddgst,
+                    rx_pda: r.hpda,
+                });
+                tracing::debug!(hdgst, ddgst, hpda = r.hpda, "NVMe/TCP ICReq accepted");
+                self.state = ConnState::Running;
+                self.incoming = Incoming::Ic;
+                Ok(())
+            }
+            PduHeader::H2cTermReq(t) => {
+                tracing::warn!(fes = t.fes.get(), fei = t.fei.get(), "H2CTermReq received");
+                self.incoming = Incoming::TermReq;
+                Ok(())
+            }
+            PduHeader::CapsuleCmd(c) => {
+                self.incoming = Incoming::Capsule {
+                    sqe: c.sqe,
+                    data: Vec::with_capacity(data_len as usize),
+                };
+                Ok(())
+            }
+            PduHeader::H2cData(h) => {
+                let cid = h.cccid.get();
+                let ttag = h.ttag.get();
+                let datao = h.datao.get();
+                let datal = h.datal.get();
+                let Some(p) = self.pending.get(&cid).filter(|p| p.ttag == ttag) else {
+                    return Err(TcpError::protocol(
+                        Fes::INVALID_HEADER_FIELD,
+                        offset::TTAG,
+                        format!("H2CData for unknown transfer tag {ttag} (cid {cid})"),
+                    ));
+                };
+                if datao != p.received {
+                    return Err(TcpError::protocol(
+                        Fes::DATA_TRANSFER_OUT_OF_RANGE,
+                        offset::DATAO,
+                        format!("H2CData offset {datao}, expected {}", p.received),
+                    ));
+                }
+                if datal != data_len || datao.saturating_add(datal) > p.r2t_end {
+                    return Err(TcpError::protocol(
+                        Fes::DATA_TRANSFER_OUT_OF_RANGE,
+                        offset::DATAL,
+                        format!("H2CData length {datal} beyond the requested range"),
+                    ));
+                }
+                self.incoming = Incoming::H2c { cid };
+                Ok(())
+            }
+            other => Err(TcpError::protocol(
+                Fes::INVALID_HEADER_FIELD,
+                0,
+                format!("unexpected PDU type {:#x}", other.pdu_type().0),
+            )),
+        }
+    }
+
+    fn on_end(&mut self, end: PduEnd) -> Result<(), TcpError> {
+        let incoming = std::mem::replace(&mut self.incoming, Incoming::None);
+        match incoming {
+            Incoming::None | Incoming::Ic => Ok(()),
+            Incoming::TermReq => {
+                self.state = ConnState::Terminating;
+                self.error = Some(TcpError::HostTerminated(0));
+                Ok(())
+            }
+            Incoming::Capsule { sqe, data } => {
+                self.on_capsule(sqe, data, end);
+                Ok(())
+            }
+            Incoming::H2c { cid } => {
+                let done = match self.pending.get_mut(&cid) {
+                    Some(p) => {
+                        if end != PduEnd::Ok {
+                            p.digest_error = true;
+                        }
+                        p.received as usize == p.buf.len()
+                    }
+                    None => false,
+                };
+                if done {
+                    if let Some(p) = self.pending.remove(&cid) {
+                        if p.digest_error {
+                            self.respond_status(
+                                cid,
+                                GenericStatus::TRANSIENT_TRANSPORT_ERROR.into(),
+                            );
+                        } else {
+                            self.ready
+                                .push_back(Request::with_data(p.sqe, DataBuf::from_vec(p.buf)));
+                        }
+                    }
+                } else if let Some(p) = self.pending.get(&cid) {
+                    if p.received == p.r2t_end {
+                        self.send_r2t(cid);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_capsule(&mut self, sqe: Sqe, data: Vec<u8>, end: PduEnd) {
+        let cid = sqe.cid();
+        if end != PduEnd::Ok {
+            self.respond_status(cid, GenericStatus::TRANSIENT_TRANSPORT_ERROR.into());
+            return;
+        }
+        if self.pending.contains_key(&cid) {
+            self.respond_status(cid, GenericStatus::CID_CONFLICT.into());
+            return;
+        }
+        let dir = xfer_dir(&sqe);
+        let sgl: SglDescriptor = *sqe.sgl();
+        match sgl.decode() {
+            Ok(Sgl::DataBlockOffset { offset, length }) => {
+                if offset != 0 || length as usize != data.len() || dir != 1 {
+                    tracing::error!(cid, offset, length, got = data.len(), "bad in-capsule SGL");
+                    self.respond_status(cid, GenericStatus::DATA_SGL_LENGTH_INVALID.into());
+                    return;
+                }
+                self.ready
+                    .push_back(Request::with_data(sqe, DataBuf::from_vec(data)));
+            }
+            Ok(Sgl::TransportDataBlock { length }) => {
+                if !data.is_empty() {
+                    self.respond_status(cid, GenericStatus::INVALID_FIELD.into());
+                    return;
+                }
+                if length > self.cfg.max_io_size {
+                    tracing::error!(cid, length, "transfer longer than max_io_size");
+                    self.respond_status(cid, GenericStatus::DATA_SGL_LENGTH_INVALID.into());
+                    return;
+                }
+                if dir == 1 && length > 0 {
+                    let ttag = self.next_ttag;
+                    self.next_ttag = self.next_ttag.wrapping_add(1).max(1);
+                    self.pending.insert(
+                        cid,
+                        Pending {
+                            sqe,
+                            ttag,
+                            state: TcpRequestState::TransferringHostToController,
+                            buf: vec![0; length as usize],
+                            received: 0,
+                            r2t_end: 0,
+                            digest_error: false,
+                        },
+                    );
+                    self.send_r2t(cid);
+                } else {
+                    self.ready.push_back(Request::new(sqe, length));
+                }
+            }
+            Ok(Sgl::DataBlock { length: 0, .. }) => {
+                self.ready.push_back(Request::new(sqe, 0));
+            }
+            Ok(other) => {
+                tracing::error!(cid, ?other, "SGL type not supported on TCP");
+                self.respond_status(cid, GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID.into());
+            }
+            Err(e) => {
+                tracing::error!(cid, error = %e, "invalid SGL");
+                self.respond_status(cid, GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID.into());
+            }
+        }
+    }
+
+    fn send_r2t(&mut self, cid: u16) {
+        let Some(p) = self.pending.get_mut(&cid) else {
+            return;
+        };
+        let len = p.buf.len() as u32;
+        let r2tl = (len - p.received).min(self.cfg.maxh2cdata);
+        let r2t = R2t::new(cid, p.ttag, p.received, r2tl);
+        p.r2t_end = p.received + r2tl;
+        debug_assert_eq!(p.state, TcpRequestState::TransferringHostToController);
+        if let Err(e) = self
+            .encoder
+            .encode(&PduHeader::R2t(r2t), &[], &mut self.out)
+        {
+            tracing::error!(error = %e, "cannot encode R2T");
+        }
+    }
+
+    fn respond_status(&mut self, cid: u16, status: Status) {
+        self.send_response(Response::status(cid, status));
+    }
+
+    /// Encodes a completion: C2HData PDUs for its data, then a CapsuleResp unless
+    /// `c2h_success` let the last C2HData carry the SUCCESS flag.
+    pub fn send_response(&mut self, rsp: Response) {
+        if self.state == ConnState::Terminating {
+            return;
+        }
+        let cid = rsp.cqe.cid();
+        let success = rsp.cqe.status().is_success();
+        let mut skip_resp = false;
+        if let Some(data) = rsp.data.as_ref().filter(|d| d.total_len() > 0) {
+            let bytes = data.to_vec();
+            let total = bytes.len();
+            let mut off = 0usize;
+            for chunk in bytes.chunks(MAX_C2H_DATA as usize) {
+                let last = off + chunk.len() == total;
+                let succ = last && success && self.cfg.c2h_success;
+                let h = C2hData::new(cid, off as u32, chunk.len() as u32, last, succ);
+                if let Err(e) = self
+                    .encoder
+                    .encode(&PduHeader::C2hData(h), chunk, &mut self.out)
+                {
+                    tracing::error!(error = %e, "cannot encode C2HData");
+                }
+                off += chunk.len();
+                skip_resp = succ;
+            }
+        }
+        if !skip_resp {
+            let r = CapsuleResp::new(rsp.cqe);
+            if let Err(e) = self
+                .encoder
+                .encode(&PduHeader::CapsuleResp(r), &[], &mut self.out)
+            {
+                tracing::error!(error = %e, "cannot encode CapsuleResp");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
