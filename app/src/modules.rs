@@ -1,6 +1,7 @@
 //! The module subsystems this binary links, registered explicitly (no link-time magic), in
 //! SPDK's order and with SPDK's dependencies.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use env::Reactors;
@@ -54,10 +55,73 @@ impl Subsystem for BdevSubsystem {
     }
 }
 
+/// SPDK's `nvmf` subsystem: the NVMe-oF target with one poll group Thread per reactor core
+/// (`nvmf_tgt_poll_group_000`, ...), as SPDK's CREATE_POLL_GROUPS step.
+pub struct NvmfTgtSubsystem {
+    nvmf: nvmf::rpc::NvmfSubsystem,
+    reactors: Reactors,
+    threads: RefCell<Vec<env::ThreadHandle>>,
+}
+
+impl Subsystem for NvmfTgtSubsystem {
+    fn name(&self) -> &'static str {
+        "nvmf"
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["bdev", "iobuf"]
+    }
+    fn init(&self, done: InitDone) {
+        let mut threads = Vec::new();
+        for (i, core) in self.reactors.cores().into_iter().enumerate() {
+            let name = format!("nvmf_tgt_poll_group_{i:03}");
+            match self.reactors.spawn_thread(core, &name, || {}) {
+                Ok(t) => threads.push(t),
+                Err(e) => return done(Err(format!("cannot start thread {name}: {e}"))),
+            }
+        }
+        *self.threads.borrow_mut() = threads.clone();
+        self.nvmf
+            .init(threads, move |r| done(r.map_err(|e| e.to_string())));
+    }
+    fn fini(&self, done: FiniDone) {
+        let threads = std::mem::take(&mut *self.threads.borrow_mut());
+        self.nvmf.fini(move || {
+            for t in threads {
+                if let Err(e) = t.request_exit() {
+                    tracing::warn!(thread = %t.name(), error = %e, "poll group thread did not exit");
+                }
+            }
+            done()
+        });
+    }
+    fn config_json(&self, _with_batches: bool) -> Vec<Value> {
+        match self.nvmf.config_json() {
+            Value::Array(calls) => calls,
+            other => vec![other],
+        }
+    }
+}
+
 /// Every subsystem of `nvmf_tgt`, registering their RPC methods in `registry`.
 pub fn subsystems(registry: &Rc<RpcRegistry>, reactors: &Reactors) -> Vec<Rc<dyn Subsystem>> {
-    let _ = reactors;
     bdev::rpc::register_rpcs(registry);
     bdev_malloc::register(registry);
-    vec![Rc::new(IobufSubsystem), Rc::new(BdevSubsystem)]
+    let mut list: Vec<Rc<dyn Subsystem>> = vec![Rc::new(IobufSubsystem), Rc::new(BdevSubsystem)];
+    match nvmf::rpc::NvmfSubsystem::new(registry) {
+        Ok(nvmf) => {
+            register_transports(&nvmf);
+            list.push(Rc::new(NvmfTgtSubsystem {
+                nvmf,
+                reactors: reactors.clone(),
+                threads: RefCell::new(Vec::new()),
+            }));
+        }
+        Err(e) => tracing::error!(error = %e, "cannot create the nvmf target"),
+    }
+    list
+}
+
+/// The transports this binary links (explicit registration).
+fn register_transports(nvmf: &nvmf::rpc::NvmfSubsystem) {
+    let _ = nvmf;
 }
