@@ -60,6 +60,17 @@ fn submit(ch: Rc<BdevChannel>, request: IoRequest, done: impl FnOnce(IoCompletio
     });
 }
 
+/// A buffer for `len` bytes of read data: an env iobuf buffer when one is available (the
+/// transport sends it without copying), else heap memory.
+pub(crate) fn alloc_data(len: usize) -> DataBuf {
+    if let Some(b) = env::iobuf_get(len)
+        && let Ok(v) = bdev::IoVec::new(b, 0, len)
+    {
+        return DataBuf::single(v);
+    }
+    DataBuf::from_vec(vec![0; len])
+}
+
 /// Completion for `cid` on the queue pair (if it still exists).
 fn completer(q: &Rc<QpairInner>, cid: u16) -> impl FnOnce(Reply) + 'static {
     let w: Weak<QpairInner> = Rc::downgrade(q);
@@ -205,7 +216,7 @@ fn rw(
         NvmOpcode::READ => IoRequest::Read {
             offset_blocks: slba,
             num_blocks: nlb,
-            bufs: DataBuf::from_vec(vec![0; bytes as usize]),
+            bufs: alloc_data(bytes as usize),
         },
         _ => {
             let Some(data) = req.data else {

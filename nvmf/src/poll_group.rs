@@ -7,12 +7,13 @@
 
 use crate::ctrlr::Ctrlr;
 use crate::qpair::{Qpair, QpairInner};
+use crate::request::{Request, RequestState};
 use crate::subsystem::{Namespace, SubsysSnap};
 use crate::transport::{DiscoverInfo, TransportOpts, TransportPollGroup};
 use env::{PollStatus, Poller, ThreadId};
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
@@ -73,6 +74,8 @@ pub(crate) struct PgInner {
     channels: RefCell<HashMap<(String, u32), NsChannel>>,
     ctrlrs: RefCell<Vec<Rc<Ctrlr>>>,
     qpairs: RefCell<Vec<Weak<QpairInner>>>,
+    /// Commands received while their subsystem was paused (state [`RequestState::Queued`]).
+    queued: RefCell<VecDeque<(Weak<QpairInner>, Request, RequestState)>>,
     pub stats: Cell<PgStats>,
     poller: RefCell<Option<Poller>>,
 }
@@ -101,6 +104,7 @@ pub(crate) fn create_on_current(
         channels: RefCell::new(HashMap::new()),
         ctrlrs: RefCell::new(Vec::new()),
         qpairs: RefCell::new(Vec::new()),
+        queued: RefCell::new(VecDeque::new()),
         stats: Cell::new(PgStats::default()),
         poller: RefCell::new(None),
     });
@@ -239,6 +243,37 @@ impl PgInner {
         })
     }
 
+    /// True when subsystem `nqn` is paused in this poll group's view.
+    pub fn is_paused(&self, nqn: &str) -> bool {
+        self.subsystem(nqn)
+            .is_some_and(|s| s.state == crate::SubsystemState::Paused)
+    }
+
+    /// Holds a command until its subsystem resumes.
+    pub fn queue(&self, q: &Rc<QpairInner>, req: Request) {
+        self.queued
+            .borrow_mut()
+            .push_back((Rc::downgrade(q), req, RequestState::Queued));
+    }
+
+    fn replay_queued(self: &Rc<Self>) {
+        let ready: Vec<_> = {
+            let mut q = self.queued.borrow_mut();
+            let (ready, wait): (VecDeque<_>, VecDeque<_>) = q.drain(..).partition(|(w, _, _)| {
+                w.upgrade()
+                    .is_none_or(|qp| !self.is_paused(&qp.subnqn.borrow()))
+            });
+            *q = wait;
+            ready.into_iter().collect()
+        };
+        for (w, req, state) in ready {
+            debug_assert_eq!(state, RequestState::Queued);
+            if let Some(qp) = w.upgrade() {
+                qp.resume(self, req);
+            }
+        }
+    }
+
     pub fn add_ctrlr(&self, c: Rc<Ctrlr>) {
         let mut s = self.stats.get();
         s.admin_qpairs += 1;
@@ -290,7 +325,7 @@ impl PgInner {
     }
 
     /// Installs a new configuration view and tells controllers what changed.
-    pub fn update(&self, snap: Arc<TargetSnap>) {
+    pub fn update(self: &Rc<Self>, snap: Arc<TargetSnap>) {
         *self.view.borrow_mut() = snap.clone();
         self.channels.borrow_mut().retain(|(nqn, nsid), (ns, _)| {
             snap.subsystems.iter().any(|s| {
@@ -310,6 +345,7 @@ impl PgInner {
                 }
             }
         }
+        self.replay_queued();
     }
 
     fn poll(&self) -> PollStatus {

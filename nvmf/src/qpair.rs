@@ -117,6 +117,30 @@ impl QpairInner {
         self.ctrlr.borrow().as_ref().map(|c| c.cntlid)
     }
 
+    /// Runs a command on a connected queue pair (fabrics, admin or I/O).
+    pub fn dispatch(self: &Rc<Self>, pg: &Rc<PgInner>, req: Request) -> Option<Reply> {
+        if req.sqe.is_fabrics() {
+            Some(ctrlr::fabrics_cmd(self, &req))
+        } else if self.admin.borrow().is_some() {
+            crate::admin::exec(pg, self, req)
+        } else {
+            crate::io::exec(pg, self, req)
+        }
+    }
+
+    /// Runs a command that waited while its subsystem was paused.
+    pub fn resume(self: &Rc<Self>, pg: &Rc<PgInner>, req: Request) {
+        if self.state.get() != QpairState::Active {
+            self.outstanding
+                .set(self.outstanding.get().saturating_sub(1));
+            return;
+        }
+        let cid = req.sqe.cid();
+        if let Some(r) = self.dispatch(pg, req) {
+            self.complete_async(cid, r);
+        }
+    }
+
     /// Disconnects; tears the controller down when this is its admin queue.
     pub fn disconnect(&self) {
         if self.state.get() == QpairState::Deactivating {
@@ -225,12 +249,12 @@ impl Qpair {
                 }
             }
             QpairState::Active => {
-                if req.sqe.is_fabrics() {
-                    Some(ctrlr::fabrics_cmd(q, &req))
-                } else if q.admin.borrow().is_some() {
-                    crate::admin::exec(&pg, q, req)
+                if !req.sqe.is_fabrics() && pg.is_paused(&q.subnqn.borrow()) {
+                    tracing::debug!(cid, "subsystem paused: command queued");
+                    pg.queue(q, req);
+                    None
                 } else {
-                    crate::io::exec(&pg, q, req)
+                    q.dispatch(&pg, req)
                 }
             }
             QpairState::Deactivating => None,

@@ -115,6 +115,27 @@ thread_local! {
 }
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
+thread_local! {
+    static TARGETS: RefCell<HashMap<u64, std::rc::Weak<TargetInner>>> = RefCell::new(HashMap::new());
+}
+
+/// A namespace's bdev is going away (SPDK `nvmf_ns_event` on `SPDK_BDEV_EVENT_REMOVE`): remove
+/// the namespace, which closes the descriptor once the poll groups drop their channels.
+fn hot_remove(tgt_id: u64, nqn: &str, nsid: u32) {
+    let Some(inner) = TARGETS.with(|t| t.borrow().get(&tgt_id).and_then(std::rc::Weak::upgrade))
+    else {
+        return;
+    };
+    let t = Target(inner);
+    match t.remove_ns(nqn, nsid) {
+        Ok(()) => {
+            tracing::info!(nqn, nsid, "bdev removed: namespace removed");
+            t.update(|| {});
+        }
+        Err(e) => tracing::debug!(nqn, nsid, error = %e, "bdev removal: namespace already gone"),
+    }
+}
+
 fn ack(token: u64) {
     let done = PENDING.with(|p| {
         let mut p = p.borrow_mut();
@@ -150,7 +171,7 @@ impl Target {
         let app = env::Thread::current().ok_or(NvmfError::Env(env::EnvError::NoCurrentThread))?;
         let mut disc = Subsystem::new(DISCOVERY_NQN, SubType::Discovery);
         disc.state = SubsystemState::Active;
-        Ok(Target(Rc::new(TargetInner {
+        let inner = Rc::new(TargetInner {
             id: NEXT_TGT_ID.fetch_add(1, Ordering::Relaxed),
             name: name.to_string(),
             app_thread: app.handle(),
@@ -163,7 +184,9 @@ impl Target {
             genctr: Cell::new(0),
             next_pg: Cell::new(0),
             acceptor: RefCell::new(None),
-        })))
+        });
+        TARGETS.with(|t| t.borrow_mut().insert(inner.id, Rc::downgrade(&inner)));
+        Ok(Target(inner))
     }
 
     /// The target's name ("nvmf_tgt" for the app's default target).
@@ -655,6 +678,42 @@ impl Target {
         }
     }
 
+    /// Pauses subsystem `nqn`: new commands on its queues wait (SPDK
+    /// `spdk_nvmf_subsystem_pause`); `done` runs once every poll group applied it. Commands
+    /// already executing complete normally.
+    pub fn pause_subsystem(
+        &self,
+        nqn: &str,
+        done: impl FnOnce() + 'static,
+    ) -> Result<(), NvmfError> {
+        self.with_subsystem(nqn, |s| match s.state {
+            SubsystemState::Active => {
+                s.state = SubsystemState::Paused;
+                Ok(())
+            }
+            other => Err(NvmfError::Busy(format!("subsystem {nqn} is {other:?}"))),
+        })??;
+        self.update(done);
+        Ok(())
+    }
+
+    /// Resumes a paused subsystem; queued commands run (SPDK `spdk_nvmf_subsystem_resume`).
+    pub fn resume_subsystem(
+        &self,
+        nqn: &str,
+        done: impl FnOnce() + 'static,
+    ) -> Result<(), NvmfError> {
+        self.with_subsystem(nqn, |s| match s.state {
+            SubsystemState::Paused => {
+                s.state = SubsystemState::Active;
+                Ok(())
+            }
+            other => Err(NvmfError::Busy(format!("subsystem {nqn} is {other:?}"))),
+        })??;
+        self.update(done);
+        Ok(())
+    }
+
     /// Adds a namespace backed by bdev `bdev_name`, opened and claimed exclusively for writes.
     /// Returns the NSID.
     #[allow(clippy::too_many_arguments)]
@@ -677,8 +736,18 @@ impl Target {
             }
             s.pick_nsid(nsid)
         })??;
-        let desc = bdev::open_ext(bdev_name, true, |_ev| {})
-            .map_err(|e| NvmfError::NotFound(format!("bdev {bdev_name}: {e}")))?;
+        let app = self.0.app_thread.clone();
+        let (tgt_id, sub) = (self.0.id, nqn.to_string());
+        let desc = bdev::open_ext(bdev_name, true, move |ev| {
+            if ev == bdev::BdevEvent::Remove {
+                let sub = sub.clone();
+                let r = app.send_msg(move || hot_remove(tgt_id, &sub, nsid));
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "cannot forward a bdev removal to the app thread");
+                }
+            }
+        })
+        .map_err(|e| NvmfError::NotFound(format!("bdev {bdev_name}: {e}")))?;
         desc.claim(bdev::ClaimType::ExclusiveWrite, "NVMe-oF Target")
             .map_err(|e| NvmfError::Busy(format!("bdev {bdev_name} cannot be claimed: {e}")))?;
         let b = desc.bdev();
