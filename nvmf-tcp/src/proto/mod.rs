@@ -331,10 +331,12 @@ impl TcpConnection {
                                 .push_back(Request::with_data(p.sqe, DataBuf::from_vec(p.buf)));
                         }
                     }
-                } else if let Some(p) = self.pending.get(&cid) {
-                    if p.received == p.r2t_end {
-                        self.send_r2t(cid);
-                    }
+                } else if self
+                    .pending
+                    .get(&cid)
+                    .is_some_and(|p| p.received == p.r2t_end)
+                {
+                    self.send_r2t(cid);
                 }
                 Ok(())
             }

@@ -1,0 +1,162 @@
+//! Per-Thread poll group: non-blocking reads and writes on each connection's socket
+//! (SPDK `nvmf_tcp_poll_group_poll`).
+
+use crate::proto::{ConnState, TcpConnection};
+use crate::transport::TcpConn;
+use env::PollStatus;
+use nvmf::transport::TransportPollGroup;
+use nvmf::{NvmfError, Qpair};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+
+const RECV_BUF: usize = 64 * 1024;
+
+struct Entry {
+    stream: TcpStream,
+    conn: TcpConnection,
+    qpair: Qpair,
+    /// Socket shut down and qpair disconnected.
+    closed: bool,
+}
+
+/// The TCP transport's poll group.
+pub struct TcpPollGroup {
+    conns: Vec<Entry>,
+    buf: Vec<u8>,
+}
+
+impl TcpPollGroup {
+    /// An empty poll group.
+    pub fn new() -> TcpPollGroup {
+        TcpPollGroup {
+            conns: Vec::new(),
+            buf: vec![0; RECV_BUF],
+        }
+    }
+}
+
+impl Default for TcpPollGroup {
+    fn default() -> Self {
+        TcpPollGroup::new()
+    }
+}
+
+/// Writes as much of `out` as the socket takes; false when the socket failed.
+fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
+    let mut written = 0;
+    let ok = loop {
+        let Some(rest) = out.get(written..).filter(|r| !r.is_empty()) else {
+            break true;
+        };
+        match stream.write(rest) {
+            Ok(0) => break false,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "NVMe/TCP write failed");
+                break false;
+            }
+        }
+    };
+    out.drain(..written);
+    ok
+}
+
+impl Entry {
+    fn poll(&mut self, buf: &mut [u8]) -> bool {
+        if self.closed {
+            return false;
+        }
+        let mut busy = false;
+        // Receive.
+        while self.conn.state() != ConnState::Terminating {
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    tracing::info!("NVMe/TCP peer closed the connection");
+                    self.close();
+                    return true;
+                }
+                Ok(n) => {
+                    busy = true;
+                    self.conn.receive(buf.get(..n).unwrap_or_default());
+                    while let Some(req) = self.conn.take_request() {
+                        self.qpair.handle_request(req);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::info!(error = %e, "NVMe/TCP read failed");
+                    self.close();
+                    return true;
+                }
+            }
+        }
+        // Completions.
+        while let Some(rsp) = self.qpair.poll_response() {
+            busy = true;
+            self.conn.send_response(rsp);
+        }
+        let had_out = !self.conn.outbound().is_empty();
+        if !flush(&mut self.stream, self.conn.outbound()) {
+            self.close();
+            return true;
+        }
+        busy |= had_out;
+        if (self.conn.state() == ConnState::Terminating || self.qpair.is_disconnected())
+            && self.conn.outbound().is_empty()
+        {
+            self.close();
+            busy = true;
+        }
+        busy
+    }
+
+    fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            // The peer may already be gone; nothing to do about a failed shutdown.
+            let _ = self.stream.shutdown(Shutdown::Both);
+            self.qpair.disconnect();
+        }
+    }
+}
+
+impl TransportPollGroup for TcpPollGroup {
+    type Connection = TcpConn;
+
+    fn add_qpair(&mut self, conn: TcpConn, qpair: Qpair) -> Result<(), NvmfError> {
+        qpair.set_listen_addr(conn.addr.clone());
+        self.conns.push(Entry {
+            stream: conn.stream,
+            conn: TcpConnection::new(conn.cfg),
+            qpair,
+            closed: false,
+        });
+        Ok(())
+    }
+
+    fn poll(&mut self) -> PollStatus {
+        let mut busy = false;
+        for e in &mut self.conns {
+            busy |= e.poll(&mut self.buf);
+        }
+        if busy {
+            PollStatus::Busy
+        } else {
+            PollStatus::Idle
+        }
+    }
+
+    fn remove_qpair(&mut self) -> usize {
+        self.conns.retain(|e| !(e.closed && e.qpair.is_drained()));
+        self.conns.len()
+    }
+
+    fn disconnect_all(&mut self) {
+        for e in &mut self.conns {
+            e.close();
+        }
+    }
+}
