@@ -10,6 +10,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 
 const RECV_BUF: usize = 64 * 1024;
+/// Stop reading from a host that does not read its responses once this much is queued.
+const MAX_QUEUED_OUT: usize = 4 << 20;
 
 struct Entry {
     stream: TcpStream,
@@ -70,7 +72,9 @@ impl Entry {
         }
         let mut busy = false;
         // Receive.
-        while self.conn.state() != ConnState::Terminating {
+        while self.conn.state() != ConnState::Terminating
+            && self.conn.outbound().len() < MAX_QUEUED_OUT
+        {
             match self.stream.read(buf) {
                 Ok(0) => {
                     tracing::info!("NVMe/TCP peer closed the connection");

@@ -84,7 +84,7 @@ enum Incoming {
     Ic,
     Capsule { sqe: Sqe, data: Vec<u8> },
     H2c { cid: u16 },
-    TermReq,
+    TermReq { fes: u16 },
 }
 
 /// The NVMe/TCP protocol engine of one connection.
@@ -249,7 +249,7 @@ impl TcpConnection {
             }
             PduHeader::H2cTermReq(t) => {
                 tracing::warn!(fes = t.fes.get(), fei = t.fei.get(), "H2CTermReq received");
-                self.incoming = Incoming::TermReq;
+                self.incoming = Incoming::TermReq { fes: t.fes.get() };
                 Ok(())
             }
             PduHeader::CapsuleCmd(c) => {
@@ -300,9 +300,9 @@ impl TcpConnection {
         let incoming = std::mem::replace(&mut self.incoming, Incoming::None);
         match incoming {
             Incoming::None | Incoming::Ic => Ok(()),
-            Incoming::TermReq => {
+            Incoming::TermReq { fes } => {
                 self.state = ConnState::Terminating;
-                self.error = Some(TcpError::HostTerminated(0));
+                self.error = Some(TcpError::HostTerminated(fes));
                 Ok(())
             }
             Incoming::Capsule { sqe, data } => {

@@ -258,3 +258,17 @@ fn second_icreq_is_pdu_sequence_error() {
     };
     assert_eq!(t.fes(), Fes::PDU_SEQUENCE_ERROR);
 }
+
+#[test]
+fn h2c_term_req_ends_connection_without_reply() {
+    let (mut c, _r, _enc) = connected(false, false);
+    let mut out = Vec::new();
+    let t = TermReq::new(PduType::H2C_TERM_REQ, Fes::UNSUPPORTED_PARAMETER, 0);
+    PduEncoder::new()
+        .encode(&PduHeader::H2cTermReq(t), &[], &mut out)
+        .unwrap();
+    c.receive(&out);
+    assert_eq!(c.state(), ConnState::Terminating);
+    assert!(matches!(c.error(), Some(TcpError::HostTerminated(6))));
+    assert!(c.outbound().is_empty());
+}
