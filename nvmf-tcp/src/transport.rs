@@ -65,6 +65,7 @@ impl TcpTransport {
             max_io_size: opts.max_io_size,
             maxh2cdata: opts.max_io_size.clamp(4096, 131_072),
             c2h_success,
+            max_queue_depth: opts.max_queue_depth,
         };
         Ok(TcpTransport {
             opts,

@@ -39,6 +39,8 @@ pub struct ProtoConfig {
     pub maxh2cdata: u32,
     /// Send the completion of successful reads as the SUCCESS flag of the last C2HData.
     pub c2h_success: bool,
+    /// Most commands that may wait for H2C data at once (the queue depth).
+    pub max_queue_depth: u16,
 }
 
 impl Default for ProtoConfig {
@@ -48,6 +50,7 @@ impl Default for ProtoConfig {
             max_io_size: 131_072,
             maxh2cdata: 131_072,
             c2h_success: true,
+            max_queue_depth: 128,
         }
     }
 }
@@ -305,10 +308,7 @@ impl TcpConnection {
                 self.error = Some(TcpError::HostTerminated(fes));
                 Ok(())
             }
-            Incoming::Capsule { sqe, data } => {
-                self.on_capsule(sqe, data, end);
-                Ok(())
-            }
+            Incoming::Capsule { sqe, data } => self.on_capsule(sqe, data, end),
             Incoming::H2c { cid } => {
                 let done = match self.pending.get_mut(&cid) {
                     Some(p) => {
@@ -343,15 +343,25 @@ impl TcpConnection {
         }
     }
 
-    fn on_capsule(&mut self, sqe: Sqe, data: Vec<u8>, end: PduEnd) {
+    fn on_capsule(&mut self, sqe: Sqe, data: Vec<u8>, end: PduEnd) -> Result<(), TcpError> {
         let cid = sqe.cid();
         if end != PduEnd::Ok {
             self.respond_status(cid, GenericStatus::TRANSIENT_TRANSPORT_ERROR.into());
-            return;
+            return Ok(());
         }
         if self.pending.contains_key(&cid) {
             self.respond_status(cid, GenericStatus::CID_CONFLICT.into());
-            return;
+            return Ok(());
+        }
+        if self.pending.len() >= usize::from(self.cfg.max_queue_depth) {
+            return Err(TcpError::protocol(
+                Fes::INVALID_HEADER_FIELD,
+                0,
+                format!(
+                    "more than {} commands waiting for H2C data",
+                    self.cfg.max_queue_depth
+                ),
+            ));
         }
         let dir = xfer_dir(&sqe);
         let sgl: SglDescriptor = *sqe.sgl();
@@ -360,7 +370,7 @@ impl TcpConnection {
                 if offset != 0 || length as usize != data.len() || dir != 1 {
                     tracing::error!(cid, offset, length, got = data.len(), "bad in-capsule SGL");
                     self.respond_status(cid, GenericStatus::DATA_SGL_LENGTH_INVALID.into());
-                    return;
+                    return Ok(());
                 }
                 self.ready
                     .push_back(Request::with_data(sqe, DataBuf::from_vec(data)));
@@ -368,12 +378,12 @@ impl TcpConnection {
             Ok(Sgl::TransportDataBlock { length }) => {
                 if !data.is_empty() {
                     self.respond_status(cid, GenericStatus::INVALID_FIELD.into());
-                    return;
+                    return Ok(());
                 }
                 if length > self.cfg.max_io_size {
                     tracing::error!(cid, length, "transfer longer than max_io_size");
                     self.respond_status(cid, GenericStatus::DATA_SGL_LENGTH_INVALID.into());
-                    return;
+                    return Ok(());
                 }
                 if dir == 1 && length > 0 {
                     let ttag = self.next_ttag;
@@ -407,6 +417,7 @@ impl TcpConnection {
                 self.respond_status(cid, GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID.into());
             }
         }
+        Ok(())
     }
 
     fn send_r2t(&mut self, cid: u16) {

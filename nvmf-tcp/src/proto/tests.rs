@@ -272,3 +272,33 @@ fn h2c_term_req_ends_connection_without_reply() {
     assert!(matches!(c.error(), Some(TcpError::HostTerminated(6))));
     assert!(c.outbound().is_empty());
 }
+
+#[test]
+fn more_r2t_transfers_than_queue_depth_is_fatal() {
+    let mut c = TcpConnection::new(ProtoConfig {
+        max_queue_depth: 2,
+        ..ProtoConfig::default()
+    });
+    let mut out = Vec::new();
+    let enc = PduEncoder::new();
+    enc.encode(
+        &PduHeader::IcReq(IcReq::new(0, false, false, 0)),
+        &[],
+        &mut out,
+    )
+    .unwrap();
+    for cid in 0..3u16 {
+        let sqe = cmd(0x01, cid, Sgl::TransportDataBlock { length: 4096 });
+        enc.encode(&PduHeader::CapsuleCmd(CapsuleCmd::new(sqe)), &[], &mut out)
+            .unwrap();
+    }
+    c.receive(&out);
+    assert_eq!(c.transfers_in_progress(), 2);
+    assert_eq!(c.state(), ConnState::Terminating);
+    let pdus = read_all(&mut host_reader(), c.outbound());
+    assert_eq!(pdus.len(), 4, "ICResp, 2 R2T, TermReq");
+    let PduHeader::C2hTermReq(t) = pdus[3].header else {
+        panic!()
+    };
+    assert_eq!(t.fes(), Fes::INVALID_HEADER_FIELD);
+}
