@@ -92,6 +92,15 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
     let Some(snap) = pg.subsystem(&nqn) else {
         return Some(Reply::status(GenericStatus::INTERNAL_DEVICE_ERROR.into()));
     };
+    let max_io = pg.opts(&q.transport).max_io_size;
+    if req.length > max_io {
+        tracing::error!(
+            len = req.length,
+            max_io,
+            "transfer larger than max_io_size (MDTS)"
+        );
+        return Some(st(GenericStatus::DATA_SGL_LENGTH_INVALID));
+    }
     let nsid = req.sqe.nsid();
     let Some(ns) = snap.namespaces.get(&nsid).cloned() else {
         tracing::error!(nsid, "I/O command for an inactive or invalid namespace");
@@ -247,10 +256,11 @@ fn rw(
         let status = nvme_status(c.status);
         let is_read = matches!(c.request, IoRequest::Read { .. });
         let mut r = Reply::status(status);
-        if is_read && status.is_success() {
-            if let Some((bufs, _)) = c.into_bufs() {
-                r = r.data(bufs);
-            }
+        if is_read
+            && status.is_success()
+            && let Some((bufs, _)) = c.into_bufs()
+        {
+            r = r.data(bufs);
         }
         done(r)
     });

@@ -256,6 +256,14 @@ impl PgInner {
             .push_back((Rc::downgrade(q), req, RequestState::Queued));
     }
 
+    /// Drops the queued commands of a disconnected queue pair; returns how many.
+    pub fn drop_queued_for(&self, q: &QpairInner) -> u32 {
+        let mut queued = self.queued.borrow_mut();
+        let before = queued.len();
+        queued.retain(|(w, _, _)| !std::ptr::eq(w.as_ptr(), q));
+        (before - queued.len()) as u32
+    }
+
     fn replay_queued(self: &Rc<Self>) {
         let ready: Vec<_> = {
             let mut q = self.queued.borrow_mut();

@@ -148,6 +148,15 @@ impl QpairInner {
         }
         self.state.set(QpairState::Deactivating);
         self.responses.borrow_mut().clear();
+        if self.fused.borrow_mut().take().is_some() {
+            self.outstanding
+                .set(self.outstanding.get().saturating_sub(1));
+        }
+        if let Some(pg) = self.pg.upgrade() {
+            let n = pg.drop_queued_for(self);
+            self.outstanding
+                .set(self.outstanding.get().saturating_sub(n));
+        }
         let shared = self.ctrlr.borrow().clone();
         if let Some(admin) = self.admin.borrow_mut().take() {
             let aers = admin.aers.borrow_mut().drain(..).count() as u32;
@@ -234,10 +243,11 @@ impl Qpair {
                     let r = ctrlr::connect(&pg, q, &req);
                     if r.status.is_success() {
                         q.state.set(QpairState::Active);
-                        if q.subnqn.borrow().is_empty() {
-                            if let Some(c) = q.ctrlr.borrow().as_ref() {
-                                *q.subnqn.borrow_mut() = c.subnqn.clone();
-                            }
+                        let sub = q.ctrlr.borrow().as_ref().map(|c| c.subnqn.clone());
+                        if q.subnqn.borrow().is_empty()
+                            && let Some(sub) = sub
+                        {
+                            *q.subnqn.borrow_mut() = sub;
                         }
                     } else {
                         q.sqsize.set(0);
