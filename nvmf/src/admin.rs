@@ -26,6 +26,38 @@ pub const VID: u16 = 0x8086;
 pub const IEEE_OUI: [u8; 3] = [0xe4, 0xd2, 0x5c];
 /// Error log page entries supported minus one (Identify ELPE).
 pub const ELPE: u8 = 127;
+/// ANA transition time in seconds (SPDK `ANA_TRANSITION_TIME_IN_SEC`).
+pub const ANATT: u8 = 10;
+/// ANA state Optimized (NVMe Base 2.0, 8.1.3).
+const ANA_OPTIMIZED: u8 = 0x01;
+
+/// The ANA log page (NVMe Base 2.0, 5.16.1.13): header CHGCNT @0, NGRPS @8, then per group
+/// ANAGRPID, NNSID, CHGCNT, state, 15 reserved bytes and (unless RGO) the NSIDs. Every
+/// group is reported Optimized: per-listener ANA states are not kept yet.
+fn ana_page(snap: &SubsysSnap, genctr: u64, rgo: bool) -> Vec<u8> {
+    let mut groups: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+    for ns in snap.namespaces.values() {
+        groups.entry(ns.anagrpid).or_default().push(ns.nsid);
+    }
+    let mut page = Vec::new();
+    page.extend_from_slice(&genctr.to_le_bytes());
+    page.extend_from_slice(&(groups.len() as u16).to_le_bytes());
+    page.extend_from_slice(&[0; 6]);
+    for (g, nsids) in groups {
+        page.extend_from_slice(&g.to_le_bytes());
+        let n = if rgo { 0 } else { nsids.len() as u32 };
+        page.extend_from_slice(&n.to_le_bytes());
+        page.extend_from_slice(&genctr.to_le_bytes());
+        page.push(ANA_OPTIMIZED);
+        page.extend_from_slice(&[0; 15]);
+        if !rgo {
+            for n in nsids {
+                page.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+    }
+    page
+}
 
 /// Log page identifiers used here (NVMe Base 2.0, Figure 202).
 mod lid {
@@ -34,6 +66,7 @@ mod lid {
     pub const HEALTH: u8 = 0x02;
     pub const FIRMWARE_SLOT: u8 = 0x03;
     pub const COMMAND_EFFECTS: u8 = 0x05;
+    pub const ANA: u8 = 0x0c;
 }
 
 /// Feature identifiers (NVMe Base 2.0, Figure 315).
@@ -121,7 +154,7 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
     };
     match opc {
         AdminOpcode::IDENTIFY => Some(identify(pg, &ctrlr, &snap, &req)),
-        AdminOpcode::GET_LOG_PAGE => Some(get_log_page(pg, &ctrlr, q, &req)),
+        AdminOpcode::GET_LOG_PAGE => Some(get_log_page(pg, &ctrlr, &snap, q, &req)),
         AdminOpcode::GET_FEATURES => Some(get_features(&ctrlr, &req)),
         AdminOpcode::SET_FEATURES => Some(set_features(&ctrlr, &req)),
         AdminOpcode::KEEP_ALIVE => {
@@ -294,6 +327,10 @@ pub(crate) fn identify_ctrlr(
     if snap.ana_reporting {
         c.cmic |= id::CMIC_ANA_REPORTING;
         c.oaes = (id::OAES_NS_ATTR | id::OAES_ANA_CHANGE).into();
+        c.anacap = id::ANACAP_OPTIMIZED | id::ANACAP_NON_OPTIMIZED | id::ANACAP_INACCESSIBLE;
+        c.anatt = ANATT;
+        c.anagrpmax = snap.max_nsid.into();
+        c.nanagrpid = snap.max_nsid.into();
     }
     c.crdt1 = view.crdt[0].into();
     c.crdt2 = view.crdt[1].into();
@@ -359,7 +396,13 @@ fn identify_ns(ns: &crate::subsystem::Namespace, snap: &SubsysSnap) -> IdentifyN
     n
 }
 
-fn get_log_page(pg: &Rc<PgInner>, ctrlr: &Ctrlr, q: &Rc<QpairInner>, req: &Request) -> Reply {
+fn get_log_page(
+    pg: &Rc<PgInner>,
+    ctrlr: &Ctrlr,
+    snap: &SubsysSnap,
+    q: &Rc<QpairInner>,
+    req: &Request,
+) -> Reply {
     let cdw10 = req.sqe.cdw10.get();
     let cdw11 = req.sqe.cdw11.get();
     let lid = cdw10 as u8;
@@ -405,7 +448,14 @@ fn get_log_page(pg: &Rc<PgInner>, ctrlr: &Ctrlr, q: &Rc<QpairInner>, req: &Reque
             ] {
                 page[usize::from(l) * 4] = 1;
             }
+            if snap.ana_reporting {
+                page[usize::from(lid::ANA) * 4] = 1;
+            }
             page_reply(&page, offset, len)
+        }
+        lid::ANA if snap.ana_reporting => {
+            let rgo = (cdw10 >> 8) & 0x1 != 0;
+            page_reply(&ana_page(&snap, pg.genctr(), rgo), offset, len)
         }
         lid::ERROR => page_reply(&[0u8; 64], offset, len),
         lid::HEALTH => page_reply(&[0u8; 512], offset, len),

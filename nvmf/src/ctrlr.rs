@@ -80,6 +80,8 @@ pub(crate) struct CtrlrShared {
     pub cc: AtomicU32,
     pub csts: AtomicU32,
     pub io_qids: Mutex<BTreeSet<u16>>,
+    /// Bumped by a controller reset or shutdown: I/O queues of older epochs disconnect.
+    pub epoch: std::sync::atomic::AtomicU64,
     pub failed: AtomicBool,
     pub max_qpairs: u32,
 }
@@ -379,6 +381,16 @@ impl Ctrlr {
         } else if shn == Shn::NONE && Shn(old.shn()) != Shn::NONE {
             csts = csts.with_shst(Shst::NORMAL.0);
         }
+        let reset = (cc.en() == 0 && old.en() == 1)
+            || (shn != Shn(old.shn()) && (shn == Shn::NORMAL || shn == Shn::ABRUPT));
+        if reset {
+            // SPDK disconnects the I/O queues on reset and shutdown (nvmf_ctrlr_cc_reset_shn).
+            self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+            match self.shared.io_qids.lock() {
+                Ok(mut q) => q.clear(),
+                Err(p) => p.into_inner().clear(),
+            }
+        }
         self.shared.cc.store(cc.0, Ordering::Release);
         self.shared.csts.store(csts.0, Ordering::Release);
         true
@@ -509,6 +521,7 @@ fn connect_admin(
             cc: AtomicU32::new(0),
             csts: AtomicU32::new(0),
             io_qids: Mutex::new(BTreeSet::new()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
             failed: AtomicBool::new(false),
             max_qpairs: opts.max_qpairs_per_ctrlr(),
         });
@@ -650,6 +663,7 @@ fn connect_io(
         }
     }
     qp.qid.set(qid);
+    qp.epoch.set(shared.epoch.load(Ordering::Acquire));
     let cntlid = shared.cntlid;
     *qp.ctrlr.borrow_mut() = Some(shared);
     *qp.subnqn.borrow_mut() = snap.nqn.clone();
@@ -710,6 +724,7 @@ mod tests {
             cc: AtomicU32::new(0),
             csts: AtomicU32::new(0),
             io_qids: Mutex::new(BTreeSet::new()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
             failed: AtomicBool::new(false),
             max_qpairs: 128,
         })

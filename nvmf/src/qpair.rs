@@ -71,6 +71,8 @@ pub(crate) struct QpairInner {
     pub admin: RefCell<Option<Rc<Ctrlr>>>,
     pub subnqn: RefCell<String>,
     pub outstanding: Cell<u32>,
+    /// Controller epoch at I/O Connect (see `CtrlrShared::epoch`).
+    pub epoch: Cell<u64>,
     /// First command of a fused pair waiting for its second.
     pub fused: RefCell<Option<Request>>,
     responses: RefCell<VecDeque<Response>>,
@@ -167,7 +169,9 @@ impl QpairInner {
                 pg.remove_ctrlr(&admin);
             }
             tracing::info!(cntlid = admin.shared.cntlid, "controller destroyed");
-        } else if let Some(c) = shared {
+        } else if let Some(c) = shared
+            && c.epoch.load(Ordering::Acquire) == self.epoch.get()
+        {
             let mut qids = match c.io_qids.lock() {
                 Ok(q) => q,
                 Err(p) => p.into_inner(),
@@ -206,6 +210,7 @@ impl Qpair {
             admin: RefCell::new(None),
             subnqn: RefCell::new(String::new()),
             outstanding: Cell::new(0),
+            epoch: Cell::new(0),
             fused: RefCell::new(None),
             responses: RefCell::new(VecDeque::new()),
         }))
@@ -316,11 +321,15 @@ impl Qpair {
         self.0.outstanding.get()
     }
 
+    /// True when the controller failed, or (for an I/O queue) was reset or shut down since
+    /// this queue connected.
     pub(crate) fn ctrlr_failed(&self) -> bool {
-        self.0
-            .ctrlr
-            .borrow()
-            .as_ref()
-            .is_some_and(|c| c.failed.load(Ordering::Acquire))
+        let q = &self.0;
+        q.ctrlr.borrow().as_ref().is_some_and(|c| {
+            c.failed.load(Ordering::Acquire)
+                || (q.admin.borrow().is_none()
+                    && q.state.get() == QpairState::Active
+                    && c.epoch.load(Ordering::Acquire) != q.epoch.get())
+        })
     }
 }

@@ -366,7 +366,16 @@ pub fn register_rpcs(reg: &RpcRegistry, tgt: &Target) {
             let v = t.with_subsystem(&p.nqn, |s| {
                 s.listeners
                     .iter()
-                    .map(|l| json!({"address": listen_json(&l.addr)}))
+                    .map(|l| {
+                        let mut o = json!({"address": listen_json(&l.addr)});
+                        if s.ana_reporting {
+                            let states: Vec<Value> = (1..=s.max_nsid())
+                                .map(|g| json!({"ana_group": g, "ana_state": "optimized"}))
+                                .collect();
+                            o["ana_states"] = Value::Array(states);
+                        }
+                        o
+                    })
                     .collect::<Vec<_>>()
             });
             match v {

@@ -175,7 +175,7 @@ fn keep_alive_expiry_tears_the_controller_down() {
 }
 
 #[test]
-fn shutdown_sets_shst_complete_and_io_is_refused() {
+fn shutdown_sets_shst_complete_and_disconnects_io_queues() {
     let env = setup();
     let (h, cntlid) = admin_connect(&env, HOSTNQN, 0);
     let io = io_connect(&env, HOSTNQN, cntlid, 1);
@@ -193,11 +193,78 @@ fn shutdown_sets_shst_complete_and_io_is_refused() {
         0,
     );
     assert_eq!((c.dw0.get() >> 2) & 3, 2, "SHST complete");
-    let (c, _) = env.cmd(&io, sqe(0x02, 2, 1, 0, 0, 0), None, 512);
+    // Shutdown disconnects the I/O queues (SPDK nvmf_ctrlr_cc_reset_shn).
+    env.poll();
+    assert!(io.closed_by_target());
+    // Admin commands other than fabrics are refused while shut down.
+    let (c, _) = env.cmd(&h, sqe(0x06, 5, 0, 1, 0, 0), None, 4096);
     assert_eq!(
         c.status(),
         Status::from(GenericStatus::COMMAND_SEQUENCE_ERROR)
     );
+}
+
+#[test]
+fn controller_reset_disconnects_io_queues_and_allows_reconnect() {
+    let env = setup();
+    let (h, cntlid) = admin_connect(&env, HOSTNQN, 0);
+    let io = io_connect(&env, HOSTNQN, cntlid, 1);
+    let (c, _) = env.cmd(&h, prop_set(3, PropertyOffset::CC, 0x0046_0000), None, 0);
+    ok(&c);
+    env.poll();
+    assert!(io.closed_by_target());
+    let (c, _) = env.cmd(
+        &h,
+        prop_get(4, PropertySize::Four, PropertyOffset::CSTS),
+        None,
+        0,
+    );
+    assert_eq!(c.dw0.get() & 1, 0, "CSTS.RDY cleared");
+    let (c, _) = env.cmd(
+        &h,
+        prop_set(5, PropertyOffset::CC, u64::from(CC_ENABLE)),
+        None,
+        0,
+    );
+    ok(&c);
+    let io2 = io_connect(&env, HOSTNQN, cntlid, 1);
+    let (c, _) = env.cmd(&io2, sqe(0x02, 1, 1, 0, 0, 0), None, 512);
+    ok(&c);
+}
+
+#[test]
+fn ana_log_page_when_ana_reporting() {
+    let env = setup();
+    env.tgt
+        .with_subsystem(SUBNQN, |s| s.ana_reporting = true)
+        .unwrap();
+    env.update();
+    let (h, _) = admin_connect(&env, HOSTNQN, 0);
+    let numd = 1024 / 4 - 1;
+    let (c, d) = env.cmd(&h, sqe(0x02, 7, 0, 0x0c | (numd << 16), 0, 0), None, 1024);
+    ok(&c);
+    let d = d.unwrap();
+    assert_eq!(u16::from_le_bytes([d[8], d[9]]), 1, "one ANA group");
+    assert_eq!(
+        u32::from_le_bytes(d[16..20].try_into().unwrap()),
+        1,
+        "ANAGRPID 1"
+    );
+    assert_eq!(
+        u32::from_le_bytes(d[20..24].try_into().unwrap()),
+        1,
+        "one NSID"
+    );
+    assert_eq!(d[32], 0x01, "optimized");
+    assert_eq!(
+        u32::from_le_bytes(d[48..52].try_into().unwrap()),
+        1,
+        "NSID 1"
+    );
+    let (_, d) = env.cmd(&h, sqe(0x06, 8, 0, 1, 0, 0), None, 4096);
+    let id = IdentifyController::read_from_bytes(&d.unwrap()).unwrap();
+    assert_eq!(id.cmic & 0x08, 0x08);
+    assert_eq!(id.anatt, 10);
 }
 
 #[test]
