@@ -455,7 +455,7 @@ fn get_log_page(
         }
         lid::ANA if snap.ana_reporting => {
             let rgo = (cdw10 >> 8) & 0x1 != 0;
-            page_reply(&ana_page(&snap, pg.genctr(), rgo), offset, len)
+            page_reply(&ana_page(snap, pg.genctr(), rgo), offset, len)
         }
         lid::ERROR => page_reply(&[0u8; 64], offset, len),
         lid::HEALTH => page_reply(&[0u8; 512], offset, len),
