@@ -98,10 +98,10 @@ fn numa_id(core: u32) -> i32 {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let name = e.file_name();
-            if let Some(n) = name.to_str().and_then(|n| n.strip_prefix("node")) {
-                if let Ok(id) = n.parse() {
-                    return id;
-                }
+            if let Some(n) = name.to_str().and_then(|n| n.strip_prefix("node"))
+                && let Ok(id) = n.parse()
+            {
+                return id;
             }
         }
     }

@@ -119,11 +119,11 @@ impl Framework {
             self.fail(&e);
             return;
         }
-        if !self.opts.no_rpc_server {
-            if let Err(e) = self.open_rpc_server() {
-                self.fail(&e);
-                return;
-            }
+        if !self.opts.no_rpc_server
+            && let Err(e) = self.open_rpc_server()
+        {
+            self.fail(&e);
+            return;
         }
         let fw = self.clone();
         self.replay(
@@ -308,6 +308,11 @@ impl Framework {
                     }
                     if fw2.shutdown_requested.get() {
                         fw2.shutdown_with(0);
+                        return;
+                    }
+                    let hook = fw2.on_running.borrow_mut().take();
+                    if let Some(f) = hook {
+                        f(&fw2);
                     }
                 }),
             );
@@ -357,10 +362,10 @@ impl Framework {
         let finish = move || {
             // Stop serving RPC last so that a client waiting on spdk_kill_instance got its answer.
             fw.pollers.borrow_mut().clear();
-            if let Some(s) = fw.server.borrow_mut().take() {
-                if let Ok(s) = Rc::try_unwrap(s) {
-                    s.into_inner().close();
-                }
+            if let Some(s) = fw.server.borrow_mut().take()
+                && let Ok(s) = Rc::try_unwrap(s)
+            {
+                s.into_inner().close();
             }
             tracing::info!("all subsystems finalised; stopping reactors");
             fw.reactors.stop();

@@ -136,10 +136,10 @@ impl LogControl {
     }
 
     fn apply(&self) {
-        if let Some(h) = &self.reload {
-            if let Err(e) = h.reload(self.filter()) {
-                tracing::warn!(error = %e, "cannot change the log filter");
-            }
+        if let Some(h) = &self.reload
+            && let Err(e) = h.reload(self.filter())
+        {
+            tracing::warn!(error = %e, "cannot change the log filter");
         }
     }
 

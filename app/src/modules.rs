@@ -123,5 +123,6 @@ pub fn subsystems(registry: &Rc<RpcRegistry>, reactors: &Reactors) -> Vec<Rc<dyn
 
 /// The transports this binary links (explicit registration).
 fn register_transports(nvmf: &nvmf::rpc::NvmfSubsystem) {
-    let _ = nvmf;
+    nvmf.target()
+        .register_transport_factory("TCP", nvmf_tcp::factory());
 }

@@ -52,10 +52,10 @@ pub fn create(opts: &MallocOpts) -> Result<Bdev, BdevError> {
     if opts.num_blocks == 0 {
         return Err(invalid("Disk num_blocks must be greater than 0".into()));
     }
-    if opts.block_size % BLOCK_ALIGN != 0 {
+    if !opts.block_size.is_multiple_of(BLOCK_ALIGN) {
         return Err(invalid("Data block size must be 512 bytes aligned".into()));
     }
-    if opts.physical_block_size % BLOCK_ALIGN != 0 {
+    if !opts.physical_block_size.is_multiple_of(BLOCK_ALIGN) {
         return Err(invalid("Physical block must be 512 bytes aligned".into()));
     }
     if opts.numa_id != NUMA_ID_ANY && !numa_node_exists(opts.numa_id) {

@@ -47,7 +47,7 @@ impl QosLimits {
 
     /// Checks SPDK's rule: IOPS limits are 0 or a multiple of 1000.
     pub fn validate(&self) -> Result<(), BdevError> {
-        if self.rw_ios_per_sec % QOS_MIN_IOS_PER_SEC != 0 {
+        if !self.rw_ios_per_sec.is_multiple_of(QOS_MIN_IOS_PER_SEC) {
             return Err(BdevError::InvalidArgument(format!(
                 "rw_ios_per_sec {} is not a multiple of {QOS_MIN_IOS_PER_SEC}",
                 self.rw_ios_per_sec

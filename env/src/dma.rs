@@ -141,18 +141,17 @@ impl DmaBuf {
         let (hsize, hfree) = hugepages();
         if hsize > 0 && hfree > 0 {
             let extra = if align > hsize { align } else { 0 };
-            if let Some(map_len) = len.checked_add(extra).and_then(|l| round_up(l, hsize)) {
-                if map_len / hsize <= hfree {
-                    if let Some(map) = mmap(map_len, libc::MAP_HUGETLB) {
-                        return Ok(DmaBuf::place(
-                            map,
-                            map_len,
-                            len,
-                            align,
-                            DmaBacking::Hugepages,
-                        ));
-                    }
-                }
+            if let Some(map_len) = len.checked_add(extra).and_then(|l| round_up(l, hsize))
+                && map_len / hsize <= hfree
+                && let Some(map) = mmap(map_len, libc::MAP_HUGETLB)
+            {
+                return Ok(DmaBuf::place(
+                    map,
+                    map_len,
+                    len,
+                    align,
+                    DmaBacking::Hugepages,
+                ));
             }
         }
         let page = page_size();

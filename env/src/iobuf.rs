@@ -611,10 +611,10 @@ impl IobufChannel {
             len,
             max: pool.classes[1].bufsize,
         })?;
-        if self.cache.waiters[class as usize].borrow().is_empty() {
-            if let Some(idx) = self.cache.take(class, &self.counters) {
-                return Ok(Some(pool.make_buf(class, idx, len)));
-            }
+        if self.cache.waiters[class as usize].borrow().is_empty()
+            && let Some(idx) = self.cache.take(class, &self.counters)
+        {
+            return Ok(Some(pool.make_buf(class, idx, len)));
         }
         self.counters.bump(class, RETRY);
         self.cache.waiters[class as usize]

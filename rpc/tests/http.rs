@@ -76,7 +76,7 @@ where
         }
         polls += 1;
         // Deferred calls are answered on a later poll.
-        if polls % 5 == 0 {
+        if polls.is_multiple_of(5) {
             for r in deferred.borrow_mut().drain(..) {
                 r.ok("later");
             }

@@ -92,10 +92,10 @@ impl<C> Drop for ChannelBox<C> {
         let Some(t) = self.owner.upgrade() else {
             return;
         };
-        if let Ok(mut map) = t.channels.try_borrow_mut() {
-            if map.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
-                map.remove(&self.key);
-            }
+        if let Ok(mut map) = t.channels.try_borrow_mut()
+            && map.get(&self.key).is_some_and(|w| w.strong_count() == 0)
+        {
+            map.remove(&self.key);
         }
     }
 }

@@ -428,8 +428,8 @@ fn verify_read(job: &Rc<Job>, buf: IoVecs, block: u64, byte_off: u64, seed: u64)
         let Some((buf, _)) = c.into_bufs() else {
             return;
         };
-        if ok {
-            if let Some((i, want, got)) = first_mismatch(&buf.to_vec(), byte_off, seed) {
+        if ok
+            && let Some((i, want, got)) = first_mismatch(&buf.to_vec(), byte_off, seed) {
                 let msg = format!(
                     "miscompare on bdev {} at offset 0x{:x} (block {block}), byte {i}: expected 0x{want:02x}, read 0x{got:02x}",
                     j.spec.bdev, byte_off
@@ -441,7 +441,6 @@ fn verify_read(job: &Rc<Job>, buf: IoVecs, block: u64, byte_off: u64, seed: u64)
                     r.miscompare_msgs.push(msg);
                 }
             }
-        }
         submit_next(&j, buf);
     });
 }

@@ -755,10 +755,8 @@ impl PduEncoder {
         if let Some(dst) = out.buf.get_mut(..hlen) {
             dst.copy_from_slice(bytes);
         }
-        if hdgst {
-            if let Some(dst) = out.buf.get_mut(hlen..hlen + DIGEST_LEN) {
-                dst.copy_from_slice(&header_digest(bytes));
-            }
+        if hdgst && let Some(dst) = out.buf.get_mut(hlen..hlen + DIGEST_LEN) {
+            dst.copy_from_slice(&header_digest(bytes));
         }
         Ok(out)
     }
