@@ -116,6 +116,10 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
         tracing::error!(opc = opc.0, "admin command sent to disabled controller");
         return Some(Reply::status(GenericStatus::COMMAND_SEQUENCE_ERROR.into()));
     }
+    if req.length > ctrlr.opts.max_io_size {
+        tracing::error!(len = req.length, "admin transfer larger than max_io_size");
+        return Some(Reply::status(GenericStatus::DATA_SGL_LENGTH_INVALID.into()));
+    }
     if req.sqe.fuse() != Fuse::Normal {
         tracing::error!(opc = opc.0, "fused admin command");
         return Some(invalid_field());

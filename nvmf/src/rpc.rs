@@ -1,7 +1,7 @@
 //! JSON-RPC methods of the nvmf subsystem (SPDK `lib/nvmf/nvmf_rpc.c`,
 //! `module/event/subsystems/nvmf/nvmf_rpc.c`) and its config writer.
 //!
-//! Method names, parameter names, result shapes and error wording follow SPDK. STARTUP-only:
+//! Method names, parameter names, result shapes and error wording follow SPDK 25.09. STARTUP-only:
 //! `nvmf_set_config`, `nvmf_set_max_subsystems`, `nvmf_set_crdt`; everything else RUNTIME.
 
 use crate::NvmfError;
@@ -18,8 +18,11 @@ fn invalid() -> RpcError {
     RpcError::invalid_params("Invalid parameters")
 }
 
+/// SPDK 25.09 answers an unknown subsystem NQN with -32602 "Invalid parameters" (and logs
+/// "Unable to find subsystem with NQN ...").
 fn no_subsystem(nqn: &str) -> RpcError {
-    RpcError::invalid_params(format!("Unable to find subsystem with NQN {nqn}"))
+    tracing::error!(nqn, "Unable to find subsystem with NQN {nqn}");
+    invalid()
 }
 
 fn check_tgt(tgt: &Target, name: &Option<String>) -> Result<(), RpcError> {

@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 pub const DEFAULT_SERIAL: &str = "00000000000000000000";
 /// SPDK's default model number.
 pub const DEFAULT_MODEL: &str = "SPDK bdev Controller";
+/// Namespaces of a subsystem created with `max_namespaces` 0 (SPDK
+/// `NVMF_SUBSYSTEM_DEFAULT_NAMESPACES`).
+pub const DEFAULT_MAX_NAMESPACES: u32 = 32;
 /// Smallest dynamic controller ID.
 pub const MIN_CNTLID: u16 = 0x0001;
 /// Largest dynamic controller ID (NVMe: 0xFFF0.. are reserved).

@@ -573,9 +573,12 @@ impl Target {
                 )));
             }
             let max = self.0.opts.borrow().max_subsystems as usize;
-            if subs.len() > max {
+            if subs.len() >= max {
                 return Err(NvmfError::NoSpace("max_subsystems reached".into()));
             }
+        }
+        if s.max_namespaces == 0 {
+            s.max_namespaces = crate::subsystem::DEFAULT_MAX_NAMESPACES;
         }
         s.state = SubsystemState::Active;
         tracing::info!(nqn = %s.nqn, "subsystem created");

@@ -137,13 +137,7 @@ fn rpc_errors_are_worded_as_spdk() {
         json!({"nqn": "nqn.2016-06.io.spdk:nope", "namespace": {"bdev_name": env.bdev}}),
     )
     .unwrap_err();
-    assert_eq!(
-        (e.code, e.message.as_str()),
-        (
-            -32602,
-            "Unable to find subsystem with NQN nqn.2016-06.io.spdk:nope"
-        )
-    );
+    assert_eq!((e.code, e.message.as_str()), (-32602, "Invalid parameters"));
     // The bdev is already claimed by namespace 1: a second namespace on it is refused.
     let e = call(
         &env,
@@ -357,4 +351,77 @@ fn save_config_matches_spdk_shape_and_replays() {
     }
     let cfg2 = nvmf::config_json(&tgt2);
     assert_eq!(cfg2, cfg);
+}
+
+#[test]
+fn subsystem_defaults_and_max_subsystems_limit() {
+    let env = setup();
+    let reg = registry(&env);
+    let nqn = "nqn.2016-06.io.spdk:cnode2";
+    assert_eq!(
+        call(&env, &reg, "nvmf_create_subsystem", json!({"nqn": nqn})).unwrap(),
+        json!(true)
+    );
+    let v = call(&env, &reg, "nvmf_get_subsystems", json!({"nqn": nqn})).unwrap();
+    assert_eq!(v[0]["max_namespaces"], 32);
+    assert_eq!(v[0]["serial_number"], "00000000000000000000");
+    assert_eq!(v[0]["allow_any_host"], false);
+    assert_eq!(v[0]["min_cntlid"], 1);
+    assert_eq!(v[0]["max_cntlid"], 65519);
+    let mut o = env.tgt.opts();
+    o.max_subsystems = 3;
+    env.tgt.set_opts(o);
+    let e = call(
+        &env,
+        &reg,
+        "nvmf_create_subsystem",
+        json!({"nqn": "nqn.2016-06.io.spdk:cnode3"}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            -32603,
+            "Unable to create subsystem nqn.2016-06.io.spdk:cnode3"
+        )
+    );
+    assert_eq!(
+        call(
+            &env,
+            &reg,
+            "nvmf_subsystem_add_host",
+            json!({"nqn": nqn, "host": HOSTNQN})
+        )
+        .unwrap(),
+        json!(true)
+    );
+    let v = call(&env, &reg, "nvmf_get_subsystems", json!({"nqn": nqn})).unwrap();
+    assert_eq!(v[0]["hosts"], json!([{"nqn": HOSTNQN}]));
+    let e = call(
+        &env,
+        &reg,
+        "nvmf_subsystem_add_host",
+        json!({"nqn": nqn, "host": "not-an-nqn"}),
+    )
+    .unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), (-32603, "Internal error"));
+    let v = call(
+        &env,
+        &reg,
+        "nvmf_subsystem_get_listeners",
+        json!({"nqn": SUBNQN}),
+    )
+    .unwrap();
+    assert_eq!(
+        v,
+        json!([{"address": {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "4420"}}])
+    );
+    let e = call(
+        &env,
+        &reg,
+        "nvmf_get_subsystems",
+        json!({"nqn": "nqn.2016-06.io.spdk:zzz"}),
+    )
+    .unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), (-19, "No such device"));
 }
