@@ -481,6 +481,7 @@ pub(crate) fn connect(pg: &Rc<PgInner>, qp: &Rc<QpairInner>, req: &Request) -> R
         return connect_invalid(InvalidParam::in_cmd(IPO_SQSIZE));
     }
     qp.sqsize.set(sqsize);
+    qp.max_io.set(opts.max_io_size);
     if qid == 0 {
         if cd.cntlid() != CNTLID_DYNAMIC {
             tracing::error!(

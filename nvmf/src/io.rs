@@ -88,11 +88,10 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
         tracing::error!(opc = req.sqe.opc, "I/O command sent to disabled controller");
         return Some(Reply::status(GenericStatus::COMMAND_SEQUENCE_ERROR.into()));
     }
-    let nqn = q.subnqn.borrow().clone();
-    let Some(snap) = pg.subsystem(&nqn) else {
+    let Some(snap) = pg.subsystem_for(q) else {
         return Some(Reply::status(GenericStatus::INTERNAL_DEVICE_ERROR.into()));
     };
-    let max_io = pg.opts(&q.transport).max_io_size;
+    let max_io = q.max_io.get();
     if req.length > max_io {
         tracing::error!(
             len = req.length,
@@ -106,7 +105,7 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
         tracing::error!(nsid, "I/O command for an inactive or invalid namespace");
         return Some(st(GenericStatus::INVALID_NAMESPACE_OR_FORMAT));
     };
-    let ch = match pg.channel(&nqn, &ns) {
+    let ch = match pg.channel(&ns) {
         Ok(ch) => ch,
         Err(e) => {
             tracing::error!(nsid, error = %e, "no bdev channel");

@@ -71,7 +71,10 @@ type NsChannel = (Arc<Namespace>, Rc<bdev::BdevChannel>);
 pub(crate) struct PgInner {
     transports: RefCell<Vec<(String, Box<dyn AnyTpg>)>>,
     view: RefCell<Arc<TargetSnap>>,
-    channels: RefCell<HashMap<(String, u32), NsChannel>>,
+    /// Bdev channels by namespace (keyed by the namespace's `Arc` address).
+    channels: RefCell<HashMap<usize, NsChannel>>,
+    /// Bumped on every configuration update (invalidates queue pairs' cached views).
+    pub generation: Cell<u64>,
     ctrlrs: RefCell<Vec<Rc<Ctrlr>>>,
     qpairs: RefCell<Vec<Weak<QpairInner>>>,
     /// Commands received while their subsystem was paused (state [`RequestState::Queued`]).
@@ -102,6 +105,7 @@ pub(crate) fn create_on_current(
         transports: RefCell::new(Vec::new()),
         view: RefCell::new(snap),
         channels: RefCell::new(HashMap::new()),
+        generation: Cell::new(0),
         ctrlrs: RefCell::new(Vec::new()),
         qpairs: RefCell::new(Vec::new()),
         queued: RefCell::new(VecDeque::new()),
@@ -148,6 +152,20 @@ impl PgInner {
             .iter()
             .find(|s| s.nqn == nqn)
             .cloned()
+    }
+
+    /// The view of a connected queue pair's subsystem, cached in the queue pair until the
+    /// next configuration update (no string search per command).
+    pub fn subsystem_for(&self, q: &QpairInner) -> Option<Arc<SubsysSnap>> {
+        let cur = self.generation.get();
+        if let Some((g, s)) = q.snap_cache.borrow().as_ref()
+            && *g == cur
+        {
+            return Some(s.clone());
+        }
+        let s = self.subsystem(&q.subnqn.borrow())?;
+        *q.snap_cache.borrow_mut() = Some((cur, s.clone()));
+        Some(s)
     }
 
     pub fn view(&self) -> Arc<TargetSnap> {
@@ -314,15 +332,9 @@ impl PgInner {
     }
 
     /// The bdev channel of namespace `nsid` of `nqn` on this Thread (created on first use).
-    pub fn channel(
-        &self,
-        nqn: &str,
-        ns: &Arc<Namespace>,
-    ) -> Result<Rc<bdev::BdevChannel>, bdev::BdevError> {
-        let key = (nqn.to_string(), ns.nsid);
-        if let Some((n, ch)) = self.channels.borrow().get(&key)
-            && Arc::ptr_eq(n, ns)
-        {
+    pub fn channel(&self, ns: &Arc<Namespace>) -> Result<Rc<bdev::BdevChannel>, bdev::BdevError> {
+        let key = Arc::as_ptr(ns) as usize;
+        if let Some((_, ch)) = self.channels.borrow().get(&key) {
             return Ok(ch.clone());
         }
         let ch = Rc::new(ns.desc.get_io_channel()?);
@@ -335,9 +347,16 @@ impl PgInner {
     /// Installs a new configuration view and tells controllers what changed.
     pub fn update(self: &Rc<Self>, snap: Arc<TargetSnap>) {
         *self.view.borrow_mut() = snap.clone();
-        self.channels.borrow_mut().retain(|(nqn, nsid), (ns, _)| {
+        self.generation.set(self.generation.get() + 1);
+        // Drop cached views now so removed namespaces release their descriptors.
+        for q in self.live_qpairs() {
+            q.0.snap_cache.borrow_mut().take();
+        }
+        self.channels.borrow_mut().retain(|_, (ns, _)| {
             snap.subsystems.iter().any(|s| {
-                &s.nqn == nqn && s.namespaces.get(nsid).is_some_and(|n| Arc::ptr_eq(n, ns))
+                s.namespaces
+                    .get(&ns.nsid)
+                    .is_some_and(|n| Arc::ptr_eq(n, ns))
             })
         });
         for c in self.ctrlrs() {

@@ -71,6 +71,10 @@ pub(crate) struct QpairInner {
     pub admin: RefCell<Option<Rc<Ctrlr>>>,
     pub subnqn: RefCell<String>,
     pub outstanding: Cell<u32>,
+    /// Cached subsystem view and the poll group generation it belongs to.
+    pub snap_cache: RefCell<Option<(u64, Arc<crate::subsystem::SubsysSnap>)>>,
+    /// The transport's `max_io_size`, fixed at Connect.
+    pub max_io: Cell<u32>,
     /// Controller epoch at I/O Connect (see `CtrlrShared::epoch`).
     pub epoch: Cell<u64>,
     /// First command of a fused pair waiting for its second.
@@ -210,6 +214,8 @@ impl Qpair {
             admin: RefCell::new(None),
             subnqn: RefCell::new(String::new()),
             outstanding: Cell::new(0),
+            snap_cache: RefCell::new(None),
+            max_io: Cell::new(0),
             epoch: Cell::new(0),
             fused: RefCell::new(None),
             responses: RefCell::new(VecDeque::new()),
@@ -264,7 +270,10 @@ impl Qpair {
                 }
             }
             QpairState::Active => {
-                if !req.sqe.is_fabrics() && pg.is_paused(&q.subnqn.borrow()) {
+                let paused = pg
+                    .subsystem_for(q)
+                    .is_some_and(|s| s.state == crate::SubsystemState::Paused);
+                if !req.sqe.is_fabrics() && paused {
                     tracing::debug!(cid, "subsystem paused: command queued");
                     pg.queue(q, req);
                     None
