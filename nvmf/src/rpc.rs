@@ -781,8 +781,17 @@ fn add_ns(t: &Target, p: AddNs, r: Request) {
         Some(Some(n)) => Some(n),
         Some(None) => return r.err(RpcError::invalid_params("Invalid eui64")),
     };
-    if ns.ptpl_file.is_some() || ns.hide_metadata {
-        tracing::warn!("ptpl_file and hide_metadata are not supported; ignored");
+    if ns.ptpl_file.is_some() || ns.no_auto_visible {
+        // Reservations (PTPL) and namespace masking are not implemented: refuse rather than
+        // silently expose a namespace differently from what was asked.
+        tracing::error!(
+            bdev = %ns.bdev_name,
+            "ptpl_file and no_auto_visible are not supported by this target"
+        );
+        return r.err(invalid());
+    }
+    if ns.hide_metadata {
+        tracing::warn!(bdev = %ns.bdev_name, "hide_metadata ignored: bdevs without metadata only");
     }
     match t.add_ns(
         &p.nqn,

@@ -1,7 +1,7 @@
 //! Subsystems, namespaces, hosts and listeners (SPDK `lib/nvmf/subsystem.c`).
 //!
 //! The configuration lives on the app thread in [`Subsystem`]. Each change produces a new
-//! immutable [`SubsysSnap`] that the target sends to every poll group by message, so the I/O
+//! immutable snapshot that the target sends to every poll group by message, so the I/O
 //! path reads only its own poll group's copy and takes no lock.
 
 use crate::NvmfError;

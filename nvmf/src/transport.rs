@@ -33,7 +33,10 @@
 //!    address calls [`Transport::stop_listen`].
 //! 4. An acceptor poller on the app thread calls [`Transport::accept`] until it yields `None`;
 //!    each connection goes by message to one poll group, which creates a [`crate::Qpair`]
-//!    and calls [`TransportPollGroup::add_qpair`].
+//!    and calls [`TransportPollGroup::add_qpair`]. The transport records the listener the
+//!    connection came in on with [`crate::Qpair::set_listen_addr`] (Connect checks that the
+//!    subsystem listens there; discovery and RPC output use it) and the host's address with
+//!    [`crate::Qpair::set_peer_addr`].
 //! 5. [`TransportPollGroup::poll`] runs on every iteration of its Thread. It hands each
 //!    decoded command to [`crate::Qpair::handle_request`] with its data already received
 //!    (in-capsule, after R2T/H2C, after RDMA READ) and writes what
