@@ -26,10 +26,10 @@ fn random_sqe(rng: &mut Rng, cid: u16, opcodes: &[u8]) -> Sqe {
     raw[0] = opcodes[(rng.next() as usize) % opcodes.len()];
     let mut s = Sqe::read_from_bytes(&raw).unwrap();
     s.cid = cid.into();
-    if rng.next() % 2 == 0 {
+    if rng.next().is_multiple_of(2) {
         s.nsid = ((rng.next() % 4) as u32).into();
     }
-    if rng.next() % 2 == 0 {
+    if rng.next().is_multiple_of(2) {
         s.cdw12 = ((rng.next() % 16) as u32).into();
         s.cdw11 = 0.into();
     }
@@ -41,14 +41,14 @@ fn blast(env: &Env, h: &nvmf::testing::TestHost, rng: &mut Rng, n: u16, opcodes:
     for cid in 0..n {
         let sqe = random_sqe(rng, cid, opcodes);
         let len = (rng.next() % 9000) as u32;
-        let data = if rng.next() % 2 == 0 {
+        let data = if rng.next().is_multiple_of(2) {
             Some(rng.bytes(len as usize))
         } else {
             None
         };
         sent.insert(cid);
         h.submit(sqe, data, len);
-        if cid % 16 == 0 {
+        if cid.is_multiple_of(16) {
             env.poll();
         }
     }
