@@ -280,6 +280,11 @@ fn identify(pg: &Rc<PgInner>, ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -
                 let _ = ns;
             }
         }
+        Cns::IOCS => {
+            // I/O Command Set data structure (NVMe Base 2.0, Figure 290): vector 0 has only
+            // the NVM command set (bit 0).
+            buf[0] = 0x01;
+        }
         _ => {
             tracing::info!(cns = args.cns.0, "unsupported Identify CNS");
             return invalid_field();

@@ -139,3 +139,14 @@ fn host_disconnect_while_paused_drops_queued_commands() {
     );
     assert!(io.take_response().is_none());
 }
+
+#[test]
+fn identify_iocs_vector_lists_the_nvm_command_set() {
+    let env = setup();
+    let (h, _) = admin_connect(&env, HOSTNQN, 0);
+    let (c, d) = env.cmd(&h, sqe(0x06, 3, 0, 0x1c, 0, 0), None, 4096);
+    ok(&c);
+    let d = d.unwrap();
+    assert_eq!(&d[0..8], &[1, 0, 0, 0, 0, 0, 0, 0]);
+    assert!(d[8..].iter().all(|b| *b == 0));
+}
