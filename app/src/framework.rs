@@ -52,6 +52,7 @@ pub struct Framework {
     reactors: Reactors,
     log: RefCell<LogControl>,
     server: RefCell<Option<Rc<RefCell<UnixServer>>>>,
+    http: RefCell<Option<rpc::HttpServer>>,
     pollers: RefCell<Vec<Poller>>,
     /// Indices (subsystem, entry, call) of config calls already replayed.
     replayed: RefCell<HashSet<(usize, usize, usize)>>,
@@ -88,6 +89,7 @@ impl Framework {
             reactors,
             log: RefCell::new(log),
             server: RefCell::new(None),
+            http: RefCell::new(None),
             pollers: RefCell::new(Vec::new()),
             replayed: RefCell::new(HashSet::new()),
             init_waiters: RefCell::new(Vec::new()),
@@ -121,6 +123,12 @@ impl Framework {
         }
         if !self.opts.no_rpc_server
             && let Err(e) = self.open_rpc_server()
+        {
+            self.fail(&e);
+            return;
+        }
+        if let Some(addr) = self.opts.rpc_http
+            && let Err(e) = self.open_http_server(addr)
         {
             self.fail(&e);
             return;
@@ -208,6 +216,23 @@ impl Framework {
             }
         })
         .map_err(|e| format!("cannot register the RPC poller: {e}"))?;
+        self.pollers.borrow_mut().push(poller);
+        Ok(())
+    }
+
+    /// Serves the same registry over HTTP and WebSocket (jsonrpsee); calls run on this thread.
+    fn open_http_server(self: &Rc<Self>, addr: std::net::SocketAddr) -> Result<(), String> {
+        let opts = rpc::HttpOpts {
+            max_request_size: u32::try_from(self.opts.rpc_max_request_size).unwrap_or(u32::MAX),
+            ..rpc::HttpOpts::default()
+        };
+        let (server, bridge) = rpc::HttpServer::start(addr, opts)
+            .map_err(|e| format!("cannot serve RPC over HTTP on {addr}: {e}"))?;
+        tracing::info!(addr = %server.local_addr(), "RPC over HTTP/WebSocket listening");
+        *self.http.borrow_mut() = Some(server);
+        let reg = self.registry.clone();
+        let poller = env::poller_register(move || PollStatus::from_busy(bridge.poll(&reg)))
+            .map_err(|e| format!("cannot register the HTTP RPC poller: {e}"))?;
         self.pollers.borrow_mut().push(poller);
         Ok(())
     }
@@ -362,6 +387,9 @@ impl Framework {
         let finish = move || {
             // Stop serving RPC last so that a client waiting on spdk_kill_instance got its answer.
             fw.pollers.borrow_mut().clear();
+            if let Some(h) = fw.http.borrow_mut().take() {
+                h.stop();
+            }
             if let Some(s) = fw.server.borrow_mut().take()
                 && let Ok(s) = Rc::try_unwrap(s)
             {

@@ -361,3 +361,102 @@ fn rpc_server_survives_garbage_and_answers_next_client() {
     let v: Value = t.call("spdk_get_version", None).unwrap();
     assert!(v["version"].is_string());
 }
+
+#[test]
+fn http_rpc_serves_the_same_methods() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let t = Target::start(&["--rpc-http", &addr]);
+    t.wait_init();
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"spdk_get_version"}"#;
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "10",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ])
+        .arg(format!("http://{addr}/"))
+        .output();
+    let Ok(out) = out else {
+        // No curl on this machine: use the HTTP client through a raw request instead.
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(resp.contains("rspdk v"), "{resp}");
+        return;
+    };
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], json!(7));
+    assert!(
+        v["result"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("rspdk v")
+    );
+}
+
+#[test]
+#[ignore = "needs SPDK's spdk-rpc: run through `cargo xtask ci` (or `cargo xtask setup`)"]
+fn spdk_rpc_client_drives_the_target_with_spdk_shapes() {
+    let t = Target::start(&["-m", "0x3"]);
+    t.wait_init();
+    let s = &t.sock;
+    let methods = common::spdk_rpc_call(s, &["rpc_get_methods"]).unwrap();
+    assert!(
+        methods
+            .as_array()
+            .unwrap()
+            .contains(&json!("nvmf_create_subsystem"))
+    );
+    let v = common::spdk_rpc_call(s, &["spdk_get_version"]).unwrap();
+    assert!(v["fields"]["major"].is_u64());
+    let subs = common::spdk_rpc_call(s, &["framework_get_subsystems"]).unwrap();
+    let names: Vec<&str> = subs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["subsystem"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["iobuf", "bdev", "nvmf"]);
+    let r = common::spdk_rpc_call(s, &["framework_get_reactors"]).unwrap();
+    assert_eq!(r["reactors"].as_array().unwrap().len(), 2);
+    let name = common::spdk_rpc_call(s, &["bdev_malloc_create", "-b", "Malloc0", "64", "512"]);
+    assert_eq!(name.unwrap(), json!("Malloc0"));
+    let b = common::spdk_rpc_call(s, &["bdev_get_bdevs", "-b", "Malloc0"]).unwrap();
+    assert_eq!(b[0]["num_blocks"], json!(131072));
+    assert_eq!(b[0]["block_size"], json!(512));
+    let e = common::spdk_rpc_call(s, &["bdev_malloc_create", "-b", "Malloc0", "64", "512"])
+        .unwrap_err();
+    assert!(e.contains("File exists"), "{e}");
+    let saved = common::spdk_rpc_call(s, &["save_config"]).unwrap();
+    let saved_subs: Vec<&str> = saved["subsystems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["subsystem"].as_str().unwrap())
+        .collect();
+    assert_eq!(saved_subs, ["iobuf", "bdev", "nvmf"]);
+    // What spdk-rpc saved starts a new target with the same bdev.
+    drop(t);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("saved.json");
+    std::fs::write(&cfg, serde_json::to_vec(&saved).unwrap()).unwrap();
+    let t2 = Target::start(&["-c", cfg.to_str().unwrap()]);
+    t2.wait_init();
+    let b2 = common::spdk_rpc_call(&t2.sock, &["bdev_get_bdevs", "-b", "Malloc0"]).unwrap();
+    assert_eq!(b2[0]["uuid"], b[0]["uuid"]);
+}

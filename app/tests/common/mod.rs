@@ -170,5 +170,6 @@ pub fn spdk_rpc_call(sock: &Path, args: &[&str]) -> Result<Value, String> {
     if stdout.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_str(&stdout).map_err(|e| format!("bad JSON from spdk-rpc: {e}: {stdout}"))
+    // spdk-rpc prints string results bare (e.g. a bdev name), everything else as JSON.
+    Ok(serde_json::from_str(&stdout).unwrap_or_else(|_| Value::String(stdout.trim().to_owned())))
 }
