@@ -1,2 +1,29 @@
 //! NVMe/RDMA transport for the NVMe-oF target (SPDK `lib/nvmf/rdma.c`).
-#![forbid(unsafe_code)]
+//!
+//! ```text
+//!  cm        RDMA CM private data (REQUEST/ACCEPT/REJECT) and queue depth negotiation
+//!  config    RDMA transport options (SPDK names and defaults) and their validation
+//!  request   the request state enum (SPDK RDMA_REQUEST_STATE_*)
+//!  proto     sans-IO queue pair core: capsule in -> Submit / RDMA READ / WRITE+SEND out
+//!  verbs     (feature `rdma`) the only unsafe code: libibverbs + librdmacm via rdma-sys
+//!  transport (feature `rdma`) Transport: CM listener per address, accept, reject
+//!  poll_group(feature `rdma`) TransportPollGroup: CQ per poll group, registered buffer pool
+//! ```
+//!
+//! The default build needs no RDMA library: only the sans-IO parts are compiled. With the
+//! `rdma` feature, register the transport with the target:
+//! `tgt.register_transport_factory("RDMA", nvmf_rdma::factory())`.
+#![cfg_attr(not(feature = "rdma"), forbid(unsafe_code))]
+#![cfg_attr(feature = "rdma", deny(unsafe_code))]
+
+pub mod cm;
+pub mod config;
+pub mod error;
+pub mod proto;
+pub mod request;
+
+pub use cm::{CmRequest, DepthLimits, Negotiated, RejectStatus};
+pub use config::RdmaOpts;
+pub use error::RdmaError;
+pub use proto::{Action, QueueConfig, RdmaQueue, RemoteBuf, Sge, UnitPool};
+pub use request::RdmaRequestState;
