@@ -103,6 +103,15 @@ pub struct TcpConnection {
     ready: VecDeque<Request>,
     out: Vec<u8>,
     error: Option<TcpError>,
+    /// Queue ID from the Connect command (0 until then: admin limits apply).
+    qid: u16,
+    /// Most commands the host may have outstanding: SQSIZE + 1 from the Connect command,
+    /// the transport's queue depth before it.
+    queue_limit: u32,
+    /// Commands received whose completion has not been encoded yet.
+    inflight: u32,
+    /// A Connect command was seen (later ones do not change the queue limits).
+    connected: bool,
 }
 
 /// Data transfer direction of a command (opcode bits 1:0, fabrics: FCTYPE bits 1:0).
@@ -133,7 +142,21 @@ impl TcpConnection {
             ready: VecDeque::new(),
             out: Vec::new(),
             error: None,
+            qid: 0,
+            queue_limit: u32::from(cfg.max_queue_depth),
+            inflight: 0,
+            connected: false,
         }
+    }
+
+    /// Queue ID given by the host's Connect command (0 before it).
+    pub fn qid(&self) -> u16 {
+        self.qid
+    }
+
+    /// Commands received whose completion has not been sent yet.
+    pub fn inflight(&self) -> u32 {
+        self.inflight
     }
 
     /// Current phase.
@@ -345,23 +368,53 @@ impl TcpConnection {
 
     fn on_capsule(&mut self, sqe: Sqe, data: Vec<u8>, end: PduEnd) -> Result<(), TcpError> {
         let cid = sqe.cid();
+        if self.inflight >= self.queue_limit {
+            return Err(TcpError::protocol(
+                Fes::PDU_SEQUENCE_ERROR,
+                0,
+                format!(
+                    "command {cid} beyond the queue size: {} commands outstanding",
+                    self.inflight
+                ),
+            ));
+        }
+        // Every capsule from here on is answered exactly once (send_response).
+        self.inflight += 1;
+        if !self.connected
+            && sqe.is_fabrics()
+            && sqe.fctype() == nvme::spec::FabricsCommandType::CONNECT
+        {
+            let c = nvme::spec::fabrics::ConnectCmd::from_sqe(&sqe);
+            self.connected = true;
+            self.qid = c.qid.get();
+            self.queue_limit = u32::from(c.sqsize.get()) + 1;
+        }
         if end != PduEnd::Ok {
+            tracing::error!(cid, "data digest error in a command capsule");
             self.respond_status(cid, GenericStatus::TRANSIENT_TRANSPORT_ERROR.into());
             return Ok(());
         }
         if self.pending.contains_key(&cid) {
+            tracing::error!(cid, "command ID already waiting for H2C data");
             self.respond_status(cid, GenericStatus::CID_CONFLICT.into());
             return Ok(());
         }
-        if self.pending.len() >= usize::from(self.cfg.max_queue_depth) {
-            return Err(TcpError::protocol(
-                Fes::INVALID_HEADER_FIELD,
-                0,
-                format!(
-                    "more than {} commands waiting for H2C data",
-                    self.cfg.max_queue_depth
-                ),
-            ));
+        // I/O queues take at most the transport's in-capsule data size; admin and fabrics
+        // commands up to 8 KiB (NVMe/TCP 1.0, 3.3.2.2).
+        let icd_max = if self.qid == 0 {
+            self.cfg.in_capsule_data_size.max(ADMIN_IN_CAPSULE_DATA)
+        } else {
+            self.cfg.in_capsule_data_size
+        };
+        if data.len() > icd_max as usize {
+            tracing::error!(
+                cid,
+                len = data.len(),
+                max = icd_max,
+                "in-capsule data too long"
+            );
+            self.respond_status(cid, GenericStatus::DATA_SGL_LENGTH_INVALID.into());
+            return Ok(());
         }
         let dir = xfer_dir(&sqe);
         let sgl: SglDescriptor = *sqe.sgl();
@@ -444,6 +497,7 @@ impl TcpConnection {
     /// Encodes a completion: C2HData PDUs for its data, then a CapsuleResp unless
     /// `c2h_success` let the last C2HData carry the SUCCESS flag.
     pub fn send_response(&mut self, rsp: Response) {
+        self.inflight = self.inflight.saturating_sub(1);
         if self.state == ConnState::Terminating {
             return;
         }

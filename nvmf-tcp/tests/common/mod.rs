@@ -1,0 +1,245 @@
+//! Shared helpers of the loopback tests: a Target with a malloc namespace on env::testing
+//! Threads and a raw NVMe/TCP host built on the shared PDU framer.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use env::testing::TestThreads;
+use nvme::spec::fabrics::{ConnectCmd, ConnectData, PropertySetCmd};
+use nvme::spec::props::{PropertyOffset, PropertySize};
+use nvme::spec::sgl::{Sgl, SglDescriptor};
+use nvme::spec::tcp::pdu::{CapsuleCmd, FLAG_SUCCESS, H2cData, IcReq};
+use nvme::spec::tcp::{DecoderConfig, Fes, Negotiated, Pdu, PduEncoder, PduHeader, PduReader};
+use nvme::spec::{Cqe, Sqe, Status};
+use nvmf::{ListenAddr, SubType, Subsystem, Target, TransportOpts};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+use zerocopy::IntoBytes;
+
+pub const SUBNQN: &str = "nqn.2016-06.io.spdk:cnode1";
+pub const HOSTNQN: &str = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
+
+pub struct Env {
+    pub threads: TestThreads,
+    pub _tgt: Target,
+    pub port: u16,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn setup(bdev: &str) -> Env {
+    let threads = TestThreads::new(2);
+    threads.set_current(0);
+    let tgt = Target::new("nvmf_tgt").unwrap();
+    tgt.register_transport_factory("TCP", nvmf_tcp::factory());
+    tgt.start(
+        vec![threads.thread(0).handle(), threads.thread(1).handle()],
+        || {},
+    )
+    .unwrap();
+    assert!(threads.poll_threads());
+    tgt.create_transport("TCP", TransportOpts::default(), |r| r.unwrap());
+    assert!(threads.poll_threads());
+    bdev_malloc::create(&bdev_malloc::MallocOpts::new(bdev, 1024, 512)).unwrap();
+    let mut s = Subsystem::new(SUBNQN, SubType::Nvme);
+    s.allow_any_host = true;
+    s.max_namespaces = 32;
+    tgt.create_subsystem(s).unwrap();
+    tgt.add_ns(SUBNQN, bdev, 0, None, None, None, 0, false)
+        .unwrap();
+    let port = free_port();
+    tgt.add_listener(
+        SUBNQN,
+        ListenAddr::tcp("127.0.0.1", &port.to_string()),
+        false,
+    )
+    .unwrap();
+    tgt.update(|| {});
+    assert!(threads.poll_threads());
+    Env {
+        threads,
+        _tgt: tgt,
+        port,
+    }
+}
+
+pub struct Host {
+    pub s: TcpStream,
+    pub r: PduReader,
+    pub enc: PduEncoder,
+    pub pending: Vec<u8>,
+}
+
+impl Env {
+    pub fn pump(&self) {
+        self.threads.advance_time(Duration::from_millis(10));
+        assert!(self.threads.poll_threads());
+    }
+
+    pub fn connect(&self) -> Host {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_nonblocking(true).unwrap();
+        self.pump();
+        Host {
+            s,
+            r: PduReader::new(DecoderConfig::host_default()),
+            enc: PduEncoder::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn recv(&self, h: &mut Host) -> Option<Pdu> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if !h.pending.is_empty() {
+                let (n, p) = h.r.read(&h.pending).unwrap();
+                h.pending.drain(..n);
+                if p.is_some() {
+                    return p;
+                }
+            }
+            self.pump();
+            let mut buf = [0u8; 65536];
+            match h.s.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => h.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => return None,
+            }
+            assert!(Instant::now() < deadline, "no PDU within 5 s");
+        }
+    }
+
+    pub fn ic(&self, h: &mut Host, hdgst: bool, ddgst: bool) {
+        h.send(&PduHeader::IcReq(IcReq::new(0, hdgst, ddgst, 0)), &[]);
+        let p = self.recv(h).unwrap();
+        assert!(matches!(p.header, PduHeader::IcResp(_)));
+        let neg = Negotiated {
+            hdgst,
+            ddgst,
+            rx_pda: 0,
+        };
+        h.r.decoder_mut().set_negotiated(neg);
+        h.enc.set_negotiated(neg);
+    }
+
+    /// Sends a command (in-capsule data up to 4096 bytes, else R2T) and returns its CQE and
+    /// read data.
+    pub fn cmd(&self, h: &mut Host, mut sqe: Sqe, data: Option<&[u8]>, len: u32) -> (Cqe, Vec<u8>) {
+        let cid = sqe.cid();
+        let icd = data.filter(|d| d.len() <= 4096);
+        sqe.dptr = SglDescriptor::from(match icd {
+            Some(d) => Sgl::DataBlockOffset {
+                offset: 0,
+                length: d.len() as u32,
+            },
+            None => Sgl::TransportDataBlock { length: len },
+        });
+        h.send(
+            &PduHeader::CapsuleCmd(CapsuleCmd::new(sqe)),
+            icd.unwrap_or_default(),
+        );
+        let mut read = Vec::new();
+        loop {
+            let p = self.recv(h).expect("connection closed");
+            match p.header {
+                PduHeader::R2t(t) => {
+                    let d = data.unwrap();
+                    let (o, l) = (t.r2to.get(), t.r2tl.get());
+                    let chunk = &d[o as usize..(o + l) as usize];
+                    h.send(
+                        &PduHeader::H2cData(H2cData::new(cid, t.ttag.get(), o, l, true)),
+                        chunk,
+                    );
+                }
+                PduHeader::C2hData(c) => {
+                    read.extend_from_slice(&p.data);
+                    if c.ch.flags & FLAG_SUCCESS != 0 {
+                        return (Cqe::new(cid, Status::SUCCESS), read);
+                    }
+                }
+                PduHeader::CapsuleResp(r) => return (r.cqe, read),
+                other => panic!("unexpected PDU {other:?}"),
+            }
+        }
+    }
+}
+
+impl Host {
+    pub fn send(&mut self, h: &PduHeader, data: &[u8]) {
+        let mut out = Vec::new();
+        self.enc.encode(h, data, &mut out).unwrap();
+        self.send_raw(&out);
+    }
+
+    pub fn send_raw(&mut self, out: &[u8]) {
+        let mut off = 0;
+        while off < out.len() {
+            match self.s.write(&out[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
+
+pub fn ok(c: &Cqe) {
+    assert_eq!(c.status(), Status::SUCCESS, "status {}", c.status());
+}
+
+pub fn connect_data(cntlid: u16) -> Vec<u8> {
+    ConnectData::new([7; 16], cntlid, HOSTNQN, SUBNQN)
+        .unwrap()
+        .as_bytes()
+        .to_vec()
+}
+
+pub fn rw(opc: u8, cid: u16, slba: u64, nlb0: u32) -> Sqe {
+    let mut s = Sqe::new(opc, cid);
+    s.nsid = 1.into();
+    s.cdw10 = (slba as u32).into();
+    s.cdw11 = ((slba >> 32) as u32).into();
+    s.cdw12 = nlb0.into();
+    s
+}
+
+/// Admin connect + CC.EN; returns the host and controller ID.
+pub fn admin(env: &Env, hdgst: bool, ddgst: bool) -> (Host, u16) {
+    let mut h = env.connect();
+    env.ic(&mut h, hdgst, ddgst);
+    let (c, _) = env.cmd(
+        &mut h,
+        ConnectCmd::new(1, 0, 31, 0).to_sqe(),
+        Some(&connect_data(0xffff)),
+        1024,
+    );
+    ok(&c);
+    let cntlid = c.dw0.get() as u16;
+    let (c, _) = env.cmd(
+        &mut h,
+        PropertySetCmd::new(2, PropertySize::Four, PropertyOffset::CC, 0x0046_0001).to_sqe(),
+        None,
+        0,
+    );
+    ok(&c);
+    (h, cntlid)
+}
+
+/// Expects a C2HTermReq with `fes` and `fei`, then the target closing the connection.
+pub fn expect_term_req(env: &Env, h: &mut Host, fes: Fes, fei: u32) {
+    let p = env.recv(h).expect("no TermReq");
+    let PduHeader::C2hTermReq(t) = p.header else {
+        panic!("expected C2HTermReq, got {:?}", p.header)
+    };
+    assert_eq!(t.fes(), fes, "FES");
+    assert_eq!(t.fei.get(), fei, "FEI");
+    assert!(env.recv(h).is_none(), "connection not closed");
+}
