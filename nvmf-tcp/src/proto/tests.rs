@@ -274,7 +274,7 @@ fn h2c_term_req_ends_connection_without_reply() {
 }
 
 #[test]
-fn more_r2t_transfers_than_queue_depth_is_fatal() {
+fn more_commands_than_queue_depth_before_connect_is_a_sequence_error() {
     let mut c = TcpConnection::new(ProtoConfig {
         max_queue_depth: 2,
         ..ProtoConfig::default()
@@ -300,5 +300,6 @@ fn more_r2t_transfers_than_queue_depth_is_fatal() {
     let PduHeader::C2hTermReq(t) = pdus[3].header else {
         panic!()
     };
-    assert_eq!(t.fes(), Fes::INVALID_HEADER_FIELD);
+    assert_eq!(t.fes(), Fes::PDU_SEQUENCE_ERROR);
+    assert_eq!(t.fei.get(), 0);
 }
