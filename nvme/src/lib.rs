@@ -12,3 +12,4 @@ mod error;
 pub mod spec;
 
 pub use error::Error;
+pub mod host;
