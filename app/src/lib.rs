@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod compat;
 pub mod config;
 pub mod env_rpc;
 pub mod framework;

@@ -38,7 +38,7 @@ impl Subsystem for BdevSubsystem {
         "bdev"
     }
     fn depends_on(&self) -> &'static [&'static str] {
-        &["iobuf"]
+        &["accel", "sock", "iobuf"]
     }
     fn init(&self, done: InitDone) {
         done(bdev::init().map_err(|e| e.to_string()))
@@ -68,7 +68,7 @@ impl Subsystem for NvmfTgtSubsystem {
         "nvmf"
     }
     fn depends_on(&self) -> &'static [&'static str] {
-        &["bdev", "iobuf"]
+        &["bdev", "sock", "accel", "iobuf"]
     }
     fn init(&self, done: InitDone) {
         let mut threads = Vec::new();
@@ -106,7 +106,13 @@ impl Subsystem for NvmfTgtSubsystem {
 pub fn subsystems(registry: &Rc<RpcRegistry>, reactors: &Reactors) -> Vec<Rc<dyn Subsystem>> {
     bdev::rpc::register_rpcs(registry);
     bdev_malloc::register(registry);
-    let mut list: Vec<Rc<dyn Subsystem>> = vec![Rc::new(IobufSubsystem), Rc::new(BdevSubsystem)];
+    let mut list: Vec<Rc<dyn Subsystem>> = vec![
+        crate::compat::SchedulerSubsystem::new(registry),
+        crate::compat::SockSubsystem::new(registry),
+        Rc::new(IobufSubsystem),
+        crate::compat::AccelSubsystem::new(registry),
+        Rc::new(BdevSubsystem),
+    ];
     match nvmf::rpc::NvmfSubsystem::new(registry) {
         Ok(nvmf) => {
             register_transports(&nvmf);

@@ -344,8 +344,14 @@ fn saved_config_starts_a_target_with_the_same_config() {
     let t2 = Target::start(&["-c", cfg2.to_str().unwrap()]);
     t2.wait_init();
     assert_eq!(t2.call("save_config", None).unwrap(), saved);
+    let iobuf = saved["subsystems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["subsystem"] == "iobuf")
+        .unwrap();
     assert_eq!(
-        saved["subsystems"][0]["config"][0]["params"]["small_pool_count"],
+        iobuf["config"][0]["params"]["small_pool_count"],
         json!(2048)
     );
 }
@@ -431,7 +437,10 @@ fn spdk_rpc_client_drives_the_target_with_spdk_shapes() {
         .iter()
         .map(|x| x["subsystem"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["iobuf", "bdev", "nvmf"]);
+    assert_eq!(
+        names,
+        ["scheduler", "sock", "iobuf", "accel", "bdev", "nvmf"]
+    );
     let r = common::spdk_rpc_call(s, &["framework_get_reactors"]).unwrap();
     assert_eq!(r["reactors"].as_array().unwrap().len(), 2);
     let name = common::spdk_rpc_call(s, &["bdev_malloc_create", "-b", "Malloc0", "64", "512"]);
@@ -449,7 +458,10 @@ fn spdk_rpc_client_drives_the_target_with_spdk_shapes() {
         .iter()
         .map(|x| x["subsystem"].as_str().unwrap())
         .collect();
-    assert_eq!(saved_subs, ["iobuf", "bdev", "nvmf"]);
+    assert_eq!(
+        saved_subs,
+        ["scheduler", "sock", "iobuf", "accel", "bdev", "nvmf"]
+    );
     // What spdk-rpc saved starts a new target with the same bdev.
     drop(t);
     let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,7 @@ mod error;
 pub mod iobuf;
 pub mod reactor;
 pub mod ring;
+pub mod sock;
 mod sync;
 pub mod testing;
 pub mod thread;
