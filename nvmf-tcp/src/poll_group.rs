@@ -12,11 +12,15 @@ use std::net::{Shutdown, TcpStream};
 const RECV_BUF: usize = 64 * 1024;
 /// Stop reading from a host that does not read its responses once this much is queued.
 const MAX_QUEUED_OUT: usize = 4 << 20;
+/// Drop written bytes from the front of the outbound buffer once this many are done.
+const COMPACT_AT: usize = 1 << 20;
 
 struct Entry {
     stream: TcpStream,
     conn: TcpConnection,
     qpair: Qpair,
+    /// Bytes at the front of the connection's outbound buffer already written.
+    sent: usize,
     /// Socket shut down and qpair disconnected.
     closed: bool,
 }
@@ -43,16 +47,17 @@ impl Default for TcpPollGroup {
     }
 }
 
-/// Writes as much of `out` as the socket takes; false when the socket failed.
-fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
-    let mut written = 0;
+/// Writes as much of `out[*sent..]` as the socket takes; false when the socket failed.
+/// Written bytes are dropped from the front of `out` only when all of it went out or more
+/// than [`COMPACT_AT`] bytes are done, so a slow reader does not cost a memmove per write.
+fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, sent: &mut usize) -> bool {
     let ok = loop {
-        let Some(rest) = out.get(written..).filter(|r| !r.is_empty()) else {
+        let Some(rest) = out.get(*sent..).filter(|r| !r.is_empty()) else {
             break true;
         };
         match stream.write(rest) {
             Ok(0) => break false,
-            Ok(n) => written += n,
+            Ok(n) => *sent += n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
@@ -61,7 +66,13 @@ fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
             }
         }
     };
-    out.drain(..written);
+    if *sent >= out.len() {
+        out.clear();
+        *sent = 0;
+    } else if *sent >= COMPACT_AT {
+        out.drain(..*sent);
+        *sent = 0;
+    }
     ok
 }
 
@@ -73,7 +84,7 @@ impl Entry {
         let mut busy = false;
         // Receive.
         while self.conn.state() != ConnState::Terminating
-            && self.conn.outbound().len() < MAX_QUEUED_OUT
+            && self.conn.outbound().len() - self.sent < MAX_QUEUED_OUT
         {
             match self.stream.read(buf) {
                 Ok(0) => {
@@ -102,8 +113,8 @@ impl Entry {
             busy = true;
             self.conn.send_response(rsp);
         }
-        let had_out = !self.conn.outbound().is_empty();
-        if !flush(&mut self.stream, self.conn.outbound()) {
+        let had_out = self.conn.outbound().len() > self.sent;
+        if !flush(&mut self.stream, self.conn.outbound(), &mut self.sent) {
             self.close();
             return true;
         }
@@ -136,6 +147,7 @@ impl TransportPollGroup for TcpPollGroup {
             stream: conn.stream,
             conn: TcpConnection::new(conn.cfg),
             qpair,
+            sent: 0,
             closed: false,
         });
         Ok(())
