@@ -19,11 +19,28 @@
 pub mod cm;
 pub mod config;
 pub mod error;
+#[cfg(feature = "rdma")]
+pub mod poll_group;
 pub mod proto;
 pub mod request;
+#[cfg(feature = "rdma")]
+pub mod transport;
+#[cfg(feature = "rdma")]
+pub mod verbs;
 
 pub use cm::{CmRequest, DepthLimits, Negotiated, RejectStatus};
 pub use config::RdmaOpts;
 pub use error::RdmaError;
+#[cfg(feature = "rdma")]
+pub use poll_group::RdmaPollGroup;
 pub use proto::{Action, QueueConfig, RdmaQueue, RemoteBuf, Sge, UnitPool};
 pub use request::RdmaRequestState;
+#[cfg(feature = "rdma")]
+pub use transport::{RdmaConn, RdmaTransport};
+
+/// The factory for `Target::register_transport_factory("RDMA", ..)`.
+#[cfg(feature = "rdma")]
+pub fn factory() -> impl Fn(nvmf::TransportOpts) -> Result<RdmaTransport, nvmf::NvmfError> + 'static
+{
+    RdmaTransport::new
+}

@@ -1,0 +1,216 @@
+//! The RDMA transport: one RDMA CM listener per listen address, connect requests validated
+//! and negotiated on the app thread (SPDK `nvmf_rdma_listen`, `nvmf_rdma_accept`,
+//! `nvmf_rdma_connect`).
+
+use crate::cm::{self, CmRequest, DepthLimits, Negotiated};
+use crate::config::RdmaOpts;
+use crate::error::RdmaError;
+use crate::poll_group::RdmaPollGroup;
+use crate::verbs::{CmEventKind, CmId, DeviceAttr, EventChannel};
+use nvmf::NvmfError;
+use nvmf::transport::{
+    AdrFam, DiscoverInfo, ListenAddr, PollGroupBuilder, TrType, Transport, TransportOpts,
+};
+use serde_json::{Map, Value};
+use std::net::{IpAddr, SocketAddr};
+
+/// An accepted (not yet established) connection on its way to a poll group.
+#[derive(Debug)]
+pub struct RdmaConn {
+    pub(crate) id: CmId,
+    pub(crate) addr: ListenAddr,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) negotiated: Negotiated,
+    pub(crate) attr: DeviceAttr,
+    pub(crate) qid: u16,
+}
+
+/// The NVMe/RDMA transport.
+#[derive(Debug)]
+pub struct RdmaTransport {
+    opts: TransportOpts,
+    ropts: RdmaOpts,
+    // Field order: listener ids are destroyed before their event channel.
+    listeners: Vec<(ListenAddr, CmId)>,
+    chan: Option<EventChannel>,
+}
+
+impl RdmaTransport {
+    /// Builds the transport from validated common options, checking the RDMA-specific ones.
+    /// No RDMA resource is opened until the first listen.
+    pub fn new(opts: TransportOpts) -> Result<RdmaTransport, NvmfError> {
+        let ropts = RdmaOpts::from_transport_opts(&opts)?;
+        Ok(RdmaTransport {
+            opts,
+            ropts,
+            listeners: Vec::new(),
+            chan: None,
+        })
+    }
+
+    /// Validates a connect request; a rejected id comes back so the caller destroys it after
+    /// acknowledging the event.
+    fn connect_request(
+        &self,
+        id: CmId,
+        private: &[u8],
+        ird: u8,
+        listen: usize,
+    ) -> Result<RdmaConn, CmId> {
+        let Some(addr) = self
+            .listeners
+            .iter()
+            .find(|(_, l)| l.raw() == listen)
+            .map(|(a, _)| a.clone())
+        else {
+            tracing::error!("connect request on an unknown listener");
+            id.reject(&cm::reject_private_data(cm::RejectStatus::NO_RESOURCES));
+            return Err(id);
+        };
+        let res = (|| -> Result<(CmRequest, Negotiated, DeviceAttr), RdmaError> {
+            let req = CmRequest::parse(private)?;
+            let attr = id.device_attr()?;
+            let limits = DepthLimits {
+                max_queue_depth: self.ropts.max_queue_depth,
+                device_max_qp_wr: attr.max_qp_wr,
+                device_max_init_rd_atom: attr.max_qp_init_rd_atom,
+            };
+            let n = cm::negotiate(limits, &req, ird)?;
+            Ok((req, n, attr))
+        })();
+        match res {
+            Ok((req, negotiated, attr)) => {
+                let peer = id.peer_addr();
+                tracing::info!(
+                    listener = %addr, ?peer, qid = req.qid, hrqsize = req.hrqsize,
+                    hsqsize = req.hsqsize, depth = negotiated.queue_depth,
+                    read_depth = negotiated.read_depth, "NVMe/RDMA connect request"
+                );
+                Ok(RdmaConn {
+                    id,
+                    addr,
+                    peer,
+                    negotiated,
+                    attr,
+                    qid: req.qid,
+                })
+            }
+            Err(e) => {
+                let status = match &e {
+                    RdmaError::Rejected { status, .. } => *status,
+                    _ => cm::RejectStatus::NO_RESOURCES,
+                };
+                tracing::error!(listener = %addr, error = %e, "NVMe/RDMA connect request rejected");
+                id.reject(&cm::reject_private_data(status));
+                Err(id)
+            }
+        }
+    }
+}
+
+fn parse_addr(addr: &ListenAddr) -> Result<SocketAddr, NvmfError> {
+    let ip: IpAddr = addr
+        .traddr
+        .parse()
+        .map_err(|_| NvmfError::InvalidParam(format!("invalid traddr {}", addr.traddr)))?;
+    match (addr.adrfam, ip) {
+        (AdrFam::Ipv4, IpAddr::V4(_)) | (AdrFam::Ipv6, IpAddr::V6(_)) => {}
+        _ => {
+            return Err(NvmfError::InvalidParam(format!(
+                "traddr {} does not match adrfam {:?}",
+                addr.traddr, addr.adrfam
+            )));
+        }
+    }
+    let port: u16 = addr
+        .trsvcid
+        .parse()
+        .map_err(|_| NvmfError::InvalidParam(format!("invalid trsvcid {}", addr.trsvcid)))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+impl Transport for RdmaTransport {
+    type PollGroup = RdmaPollGroup;
+    type Connection = RdmaConn;
+
+    fn name(&self) -> &str {
+        "RDMA"
+    }
+    fn trtype(&self) -> TrType {
+        TrType::RDMA
+    }
+    fn opts(&self) -> &TransportOpts {
+        &self.opts
+    }
+    fn listen(&mut self, addr: &ListenAddr) -> Result<(), NvmfError> {
+        if self.listeners.iter().any(|(a, _)| a.same_as(addr)) {
+            return Ok(());
+        }
+        let sa = parse_addr(addr)?;
+        if self.chan.is_none() {
+            self.chan = Some(EventChannel::new()?);
+        }
+        let Some(chan) = self.chan.as_ref() else {
+            return Err(NvmfError::NotSupported("no RDMA CM event channel".into()));
+        };
+        let id = CmId::listen(chan, sa, self.ropts.acceptor_backlog)?;
+        tracing::info!(%addr, "NVMe/RDMA target listening");
+        self.listeners.push((addr.clone(), id));
+        Ok(())
+    }
+    fn stop_listen(&mut self, addr: &ListenAddr) -> Result<(), NvmfError> {
+        let before = self.listeners.len();
+        self.listeners.retain(|(a, _)| !a.same_as(addr));
+        if before == self.listeners.len() {
+            return Err(NvmfError::NotFound(format!("not listening on {addr}")));
+        }
+        Ok(())
+    }
+    fn accept(&mut self) -> Option<RdmaConn> {
+        loop {
+            let ev = self.chan.as_ref()?.get_event()?;
+            match ev.kind() {
+                CmEventKind::ConnectRequest => {
+                    let Some(id) = ev.take_conn_id() else {
+                        continue;
+                    };
+                    let (private, ird) = ev.conn_param();
+                    let listen = ev.listen_id();
+                    let conn = self.connect_request(id, &private, ird, listen);
+                    // The event is acknowledged (dropped) before a rejected id is destroyed.
+                    drop(ev);
+                    match conn {
+                        Ok(c) => return Some(c),
+                        Err(rejected) => drop(rejected),
+                    }
+                }
+                other => {
+                    tracing::debug!(?other, "CM event on the listener channel ignored");
+                }
+            }
+        }
+    }
+    fn poll_group_builder(&self) -> PollGroupBuilder<RdmaPollGroup> {
+        let ropts = self.ropts.clone();
+        Box::new(move || Ok(RdmaPollGroup::new(ropts)))
+    }
+    fn dump_opts_json(&self, out: &mut Map<String, Value>) {
+        self.ropts.dump_json(out);
+    }
+    fn listener_discover(&self, addr: &ListenAddr) -> DiscoverInfo {
+        let mut tsas = [0u8; 256];
+        // NVMe-oF 1.1 Figure 38: RDMA_QPTYPE reliable connected, RDMA_PRTYPE none,
+        // RDMA_CMS RDMA CM (SPDK nvmf_rdma_discover).
+        tsas[0] = 0x1;
+        tsas[1] = 0x1;
+        tsas[2] = 0x1;
+        DiscoverInfo {
+            trtype: TrType::RDMA,
+            adrfam: addr.adrfam.wire(),
+            treq: 0,
+            traddr: addr.traddr.clone(),
+            trsvcid: addr.trsvcid.clone(),
+            tsas,
+        }
+    }
+}
