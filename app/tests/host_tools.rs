@@ -1,0 +1,316 @@
+//! The NVMe host driver, `nvme_identify` and `nvme_perf` against a spawned `nvmf_tgt`
+//! (loopback TCP, a free port per test).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::Target;
+use nvme::host::{Completion, Controller, ControllerOpts, HostError, IoQpair, TransportId};
+
+const NQN: &str = "nqn.2016-06.io.spdk:cnode1";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A target serving Malloc0 (64 MiB, 512-byte blocks) as NSID 1 of cnode1, and the
+/// discovery subsystem, on 127.0.0.1:`port`.
+fn start_target(port: u16) -> Target {
+    let cfg = serde_json::json!({"subsystems": [
+        {"subsystem": "bdev", "config": [
+            {"method": "bdev_malloc_create",
+             "params": {"name": "Malloc0", "num_blocks": 131072, "block_size": 512}},
+            {"method": "bdev_wait_for_examine"}]},
+        {"subsystem": "nvmf", "config": [
+            {"method": "nvmf_create_transport",
+             "params": {"trtype": "TCP", "max_queue_depth": 128, "in_capsule_data_size": 4096,
+                        "max_io_size": 131072}},
+            {"method": "nvmf_create_subsystem",
+             "params": {"nqn": NQN, "allow_any_host": true,
+                        "serial_number": "SPDK00000000000001", "max_namespaces": 32}},
+            {"method": "nvmf_subsystem_add_listener",
+             "params": {"nqn": NQN, "listen_address": {"trtype": "TCP", "adrfam": "IPv4",
+                        "traddr": "127.0.0.1", "trsvcid": port.to_string()}}},
+            {"method": "nvmf_subsystem_add_listener",
+             "params": {"nqn": "nqn.2014-08.org.nvmexpress.discovery",
+                        "listen_address": {"trtype": "TCP", "adrfam": "IPv4",
+                        "traddr": "127.0.0.1", "trsvcid": port.to_string()}}},
+            {"method": "nvmf_subsystem_add_ns",
+             "params": {"nqn": NQN, "namespace": {"nsid": 1, "bdev_name": "Malloc0"}}}]}]});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tgt.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let t = Target::start(&["-c", path.to_str().unwrap()]);
+    t.wait_init();
+    drop(dir);
+    t
+}
+
+fn trid(port: u16, subnqn: Option<&str>) -> String {
+    let mut s = format!("trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port}");
+    if let Some(n) = subnqn {
+        s.push_str(&format!(" subnqn:{n}"));
+    }
+    s
+}
+
+fn run(bin: &str, args: &[&str]) -> (Output, String, String) {
+    let out = Command::new(bin).args(args).output().unwrap();
+    let so = String::from_utf8_lossy(&out.stdout).into_owned();
+    let se = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, so, se)
+}
+
+fn wait_one(q: &mut IoQpair) -> Completion {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut out = Vec::new();
+    while out.is_empty() {
+        q.process_completions(&mut out).unwrap();
+        assert!(std::time::Instant::now() < deadline, "I/O did not complete");
+    }
+    assert_eq!(out.len(), 1);
+    out.pop().unwrap()
+}
+
+#[test]
+fn host_driver_writes_and_reads_back_through_in_capsule_and_r2t_paths() {
+    let port = free_port();
+    let _t = start_target(port);
+    let trid = TransportId::parse(&trid(port, Some(NQN))).unwrap();
+    let opts = ControllerOpts {
+        header_digest: true,
+        data_digest: true,
+        ..Default::default()
+    };
+    let mut c = Controller::connect(&trid, opts).unwrap();
+    let ns = c.namespace(1).unwrap().clone();
+    assert_eq!((ns.block_size(), ns.num_blocks()), (512, 131_072));
+    assert_eq!(c.data().subnqn().unwrap(), NQN);
+    let mut q = c.alloc_io_qpair(32).unwrap();
+    // 4 KiB goes in the capsule; 64 KiB needs R2T + H2CData.
+    for (lba, len) in [(8u64, 4096usize), (100, 65536)] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 13 + lba as usize) as u8).collect();
+        q.write(1, lba, data.clone(), 1).unwrap();
+        let w = wait_one(&mut q);
+        assert!(w.is_success(), "{:?}", w.status);
+        q.read(1, lba, vec![0; len], 2).unwrap();
+        let r = wait_one(&mut q);
+        assert!(r.is_success());
+        assert_eq!(r.tag, 2);
+        assert_eq!(r.buf, data, "read back {len} bytes at LBA {lba}");
+    }
+    q.write_zeroes(1, 8, 8, 3).unwrap();
+    assert!(wait_one(&mut q).is_success());
+    q.read(1, 8, vec![0xff; 4096], 4).unwrap();
+    assert_eq!(wait_one(&mut q).buf, vec![0u8; 4096]);
+    q.deallocate(1, &[(100, 128)], 5).unwrap();
+    assert!(wait_one(&mut q).is_success());
+    q.flush(1, 6).unwrap();
+    assert!(wait_one(&mut q).is_success());
+    // Bad requests are refused locally with the buffer handed back.
+    let rej = q.read(1, 131_071, vec![0; 1024], 7).unwrap_err();
+    assert_eq!(rej.buf.len(), 1024);
+    assert!(matches!(rej.error, HostError::InvalidRequest(_)));
+    // Reset, then the I/O qpair reconnects and works again.
+    c.reset().unwrap();
+    c.reconnect_io_qpair(&mut q).unwrap();
+    q.read(1, 0, vec![0; 512], 8).unwrap();
+    assert!(wait_one(&mut q).is_success());
+    assert_eq!(c.process_admin_completions().unwrap(), 0);
+}
+
+#[test]
+fn discovery_client_reads_the_log_page() {
+    let port = free_port();
+    let _t = start_target(port);
+    let trid = TransportId::parse(&trid(port, None)).unwrap();
+    let mut c = Controller::connect(&trid, ControllerOpts::default()).unwrap();
+    assert!(c.is_discovery());
+    let log = c.discovery_log().unwrap();
+    let subtypes: Vec<u8> = log.entries.iter().map(|e| e.subtype).collect();
+    assert_eq!(subtypes, vec![3, 2]);
+    assert!(log.entries.iter().all(|e| e.trtype == 3 && e.adrfam == 1));
+    assert!(matches!(
+        c.alloc_io_qpair(0).unwrap_err(),
+        HostError::Unsupported(_)
+    ));
+}
+
+#[test]
+fn nvme_identify_prints_controller_and_namespace_as_spdk() {
+    let port = free_port();
+    let _t = start_target(port);
+    let (out, so, se) = run(
+        env!("CARGO_BIN_EXE_nvme_identify"),
+        &["-r", &trid(port, Some(NQN))],
+    );
+    assert!(out.status.success(), "stderr: {se}");
+    let lines: Vec<&str> = so.lines().collect();
+    assert_eq!(
+        &lines[..3],
+        &[
+            "=====================================================",
+            &format!("NVMeoF Controller at TCP (addr:127.0.0.1 subnqn:{NQN})"),
+            "=====================================================",
+        ]
+    );
+    for want in [
+        "Serial Number:                         SPDK00000000000001",
+        "Model Number:                          SPDK bdev Controller",
+        "Max Data Transfer Size:                131072",
+        "Max Number of Namespaces:              32",
+        "Maximum Queue Entries:                 128",
+        &format!("Subsystem NQN:                         {NQN}"),
+        "Error Log Page Entries Supported:      128",
+        "Keep Alive Granularity:                10000 ms",
+        &format!("{:>30} (02h): Supported ", "Read"),
+        "Active Namespaces",
+        "Namespace ID:1",
+        "Size (in LBAs):                        131072 (0GiB)",
+        "Number of LBA Formats:                 1",
+        "Current LBA Format:                    LBA Format #00",
+        "LBA Format #00: Data Size:   512  Metadata Size:     0",
+    ] {
+        assert!(lines.contains(&want), "missing {want:?} in:\n{so}");
+    }
+}
+
+#[test]
+fn nvme_identify_on_discovery_nqn_prints_discovery_log() {
+    let port = free_port();
+    let _t = start_target(port);
+    let (out, so, se) = run(
+        env!("CARGO_BIN_EXE_nvme_identify"),
+        &["-r", &trid(port, None)],
+    );
+    assert!(out.status.success(), "stderr: {se}");
+    let lines: Vec<&str> = so.lines().collect();
+    for want in [
+        "NVMeoF Controller at TCP (addr:127.0.0.1 subnqn:nqn.2014-08.org.nvmexpress.discovery)",
+        "Discovery Log Page",
+        "Number of Records:                     2",
+        "Record Format:                         0",
+        "Discovery Log Entry 0",
+        "Subsystem Type:                        3 (Current Discovery Subsystem)",
+        "Discovery Log Entry 1",
+        "Subsystem Type:                        2 (NVM Subsystem)",
+        "Transport Type:                        3 (TCP)",
+        "Address Family:                        1 (IPv4)",
+    ] {
+        assert!(lines.contains(&want), "missing {want:?} in:\n{so}");
+    }
+}
+
+#[test]
+fn nvme_identify_rejects_bad_transport_id_and_unreachable_target() {
+    let (out, _, se) = run(
+        env!("CARGO_BIN_EXE_nvme_identify"),
+        &["-r", "trtype:TCP traddr:127.0.0.1 bogus:1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(se.contains("unknown transport ID key \"bogus\""), "{se}");
+    let port = free_port();
+    let (out, _, se) = run(
+        env!("CARGO_BIN_EXE_nvme_identify"),
+        &["-r", &trid(port, None)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(se.contains("no NVMe controller found"), "{se}");
+}
+
+#[test]
+fn nvme_perf_randread_for_two_seconds_reports_nonzero_iops() {
+    let port = free_port();
+    let _t = start_target(port);
+    let (out, so, se) = run(
+        env!("CARGO_BIN_EXE_nvme_perf"),
+        &[
+            "-r",
+            &trid(port, Some(NQN)),
+            "-q",
+            "8",
+            "-o",
+            "4096",
+            "-w",
+            "randread",
+            "-t",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "stdout: {so}\nstderr: {se}");
+    let name = format!("TCP (addr:127.0.0.1 subnqn:{NQN}) NSID 1");
+    assert!(
+        so.contains(&format!("Associating {name} with lcore 0")),
+        "{so}"
+    );
+    let row = so
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} from core  0:")))
+        .unwrap_or_else(|| panic!("no result row in:\n{so}"));
+    let nums: Vec<f64> = row
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(nums.len(), 5, "{row}");
+    assert!(nums[0] > 0.0, "IOPS {row}");
+    assert!(
+        (nums[1] - nums[0] * 4096.0 / 1048576.0).abs() < 0.02,
+        "MiB/s {row}"
+    );
+    assert!(
+        nums[3] <= nums[2] && nums[2] <= nums[4],
+        "min <= avg <= max: {row}"
+    );
+    assert!(so.contains("Total"), "{so}");
+    assert!(so.contains(" 50.00000% : "), "{so}");
+    let progress = so
+        .lines()
+        .filter(|l| l.ends_with("MiB/s") && l.contains("IOPS"))
+        .count();
+    assert!(progress >= 1, "progress lines: {so}");
+}
+
+#[test]
+fn nvme_perf_rejects_bad_arguments_clearly() {
+    let perf = env!("CARGO_BIN_EXE_nvme_perf");
+    let base = ["-q", "1", "-o", "4096", "-t", "1"];
+    let cases: [(&[&str], &str); 4] = [
+        (&["-r", "trtype:TCP", "-w", "read"], "traddr missing"),
+        (
+            &["-r", "trtype:TCP traddr:1.2.3.4:5", "-w", "read"],
+            "not an IPv4 address",
+        ),
+        (
+            &["-r", "trtype:TCP traddr:127.0.0.1", "-w", "rw"],
+            "rwmixread (-M) must be specified",
+        ),
+        (
+            &[
+                "-r",
+                "trtype:TCP traddr:127.0.0.1",
+                "-w",
+                "read",
+                "-c",
+                "zz",
+            ],
+            "invalid core mask",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all: Vec<&str> = base.to_vec();
+        all.extend_from_slice(args);
+        let (out, _, se) = run(perf, &all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {se}");
+        assert!(se.contains(want), "{args:?}: {se}");
+    }
+}
