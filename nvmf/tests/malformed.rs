@@ -91,7 +91,7 @@ fn commands_before_connect_and_bad_connects() {
                 0x82,
             ),
             true,
-            512,
+            256,
         ),
         row(
             "connect data too short",

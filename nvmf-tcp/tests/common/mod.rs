@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use env::testing::TestThreads;
-use nvme::spec::fabrics::{ConnectCmd, ConnectData, PropertySetCmd};
+use nvme::spec::fabrics::{ConnectCmd, PropertySetCmd};
 use nvme::spec::props::{PropertyOffset, PropertySize};
 use nvme::spec::sgl::{Sgl, SglDescriptor};
 use nvme::spec::tcp::pdu::{CapsuleCmd, FLAG_SUCCESS, H2cData, IcReq};
@@ -195,11 +195,16 @@ pub fn ok(c: &Cqe) {
     assert_eq!(c.status(), Status::SUCCESS, "status {}", c.status());
 }
 
+/// 1024 bytes of Connect data in the wire layout (NVMe-oF 1.1 Figure 20, Linux
+/// `struct nvmf_connect_data`): HOSTID 0..16, CNTLID 16..18, SUBNQN 256..512,
+/// HOSTNQN 512..768.
 pub fn connect_data(cntlid: u16) -> Vec<u8> {
-    ConnectData::new([7; 16], cntlid, HOSTNQN, SUBNQN)
-        .unwrap()
-        .as_bytes()
-        .to_vec()
+    let mut d = vec![0u8; 1024];
+    d[..16].fill(7);
+    d[16..18].copy_from_slice(&cntlid.to_le_bytes());
+    d[256..256 + SUBNQN.len()].copy_from_slice(SUBNQN.as_bytes());
+    d[512..512 + HOSTNQN.len()].copy_from_slice(HOSTNQN.as_bytes());
+    d
 }
 
 pub fn rw(opc: u8, cid: u16, slba: u64, nlb0: u32) -> Sqe {

@@ -2,14 +2,13 @@
 #![allow(dead_code)]
 
 use env::testing::TestThreads;
-use nvme::spec::fabrics::{ConnectCmd, ConnectData, PropertyGetCmd, PropertySetCmd};
+use nvme::spec::fabrics::{ConnectCmd, PropertyGetCmd, PropertySetCmd};
 use nvme::spec::props::{PropertyOffset, PropertySize};
 use nvme::spec::{Cqe, Sqe, Status};
 use nvmf::testing::{TestHost, TestNetwork};
 use nvmf::{ListenAddr, SubType, Subsystem, Target, TransportOpts};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use zerocopy::IntoBytes;
 
 pub const SUBNQN: &str = "nqn.2016-06.io.spdk:cnode1";
 pub const HOSTNQN: &str = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
@@ -106,11 +105,16 @@ pub fn connect_sqe(cid: u16, qid: u16, sqsize: u16, kato: u32) -> Sqe {
     ConnectCmd::new(cid, qid, sqsize, kato).to_sqe()
 }
 
+/// 1024 bytes of Connect data in the wire layout (NVMe-oF 1.1 Figure 20, Linux
+/// `struct nvmf_connect_data`): HOSTID 0..16, CNTLID 16..18, SUBNQN 256..512,
+/// HOSTNQN 512..768.
 pub fn connect_data(hostnqn: &str, subnqn: &str, cntlid: u16) -> Vec<u8> {
-    ConnectData::new([7; 16], cntlid, hostnqn, subnqn)
-        .unwrap()
-        .as_bytes()
-        .to_vec()
+    let mut d = vec![0u8; 1024];
+    d[..16].fill(7);
+    d[16..18].copy_from_slice(&cntlid.to_le_bytes());
+    d[256..256 + subnqn.len()].copy_from_slice(subnqn.as_bytes());
+    d[512..512 + hostnqn.len()].copy_from_slice(hostnqn.as_bytes());
+    d
 }
 
 pub fn prop_set(cid: u16, ofst: PropertyOffset, v: u64) -> Sqe {
