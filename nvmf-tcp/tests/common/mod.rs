@@ -13,7 +13,6 @@ use nvmf::{ListenAddr, SubType, Subsystem, Target, TransportOpts};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
-use zerocopy::IntoBytes;
 
 pub const SUBNQN: &str = "nqn.2016-06.io.spdk:cnode1";
 pub const HOSTNQN: &str = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
