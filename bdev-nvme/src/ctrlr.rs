@@ -1,0 +1,769 @@
+//! Attached NVMe controllers: attach, detach, the admin-queue poller, global options and
+//! the module's configuration (SPDK `bdev_nvme.c` controller part).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bdev::module::{BdevProps, register_bdev};
+use nvme::host::{Controller, ControllerOpts, Transport, TransportId, transport_for};
+use nvme::spec::identify::{Cns, NsIdDescriptor, VWC_PRESENT};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::bdev_impl::NvmeBdev;
+use crate::{BdevNvmeError, MODULE_NAME, PRODUCT_NAME};
+
+/// Global options (SPDK `struct spdk_bdev_nvme_opts`, set by `bdev_nvme_set_options`), with
+/// SPDK's defaults. Applied by this module: `keep_alive_timeout_ms`, `timeout_us` (I/O command
+/// timeout: an expired command fails its queue pair), `timeout_admin_us`,
+/// `nvme_adminq_poll_period_us`, `io_queue_requests` (I/O queue size, 0 = driver default),
+/// `ctrlr_loss_timeout_sec` / `reconnect_delay_sec` (reconnect policy),
+/// `tcp_connect_timeout_ms`. The others are kept and written back by `save_config`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NvmeOpts {
+    /// Action on command timeout ("none", "reset", "abort").
+    pub action_on_timeout: String,
+    /// I/O command timeout in µs (0: none).
+    pub timeout_us: u64,
+    /// Admin command timeout in µs (0: as `timeout_us`).
+    pub timeout_admin_us: u64,
+    /// Keep-alive timeout in ms.
+    pub keep_alive_timeout_ms: u32,
+    /// Transport retries per I/O.
+    pub transport_retry_count: u32,
+    /// Arbitration burst.
+    pub arbitration_burst: u32,
+    /// Low priority weight.
+    pub low_priority_weight: u32,
+    /// Medium priority weight.
+    pub medium_priority_weight: u32,
+    /// High priority weight.
+    pub high_priority_weight: u32,
+    /// Admin queue poll period in µs.
+    pub nvme_adminq_poll_period_us: u64,
+    /// I/O queue poll period in µs (0: every Thread poll).
+    pub nvme_ioq_poll_period_us: u64,
+    /// Requests per I/O queue (0: default).
+    pub io_queue_requests: u32,
+    /// Delay command submission for batching.
+    pub delay_cmd_submit: bool,
+    /// Bdev-level retries (-1 infinite).
+    pub bdev_retry_count: i32,
+    /// Transport ACK timeout (RDMA/TCP).
+    pub transport_ack_timeout: u8,
+    /// Seconds to keep reconnecting before deleting the controller (-1: forever, 0: never).
+    pub ctrlr_loss_timeout_sec: i32,
+    /// Seconds between reconnect attempts (0: no reconnect).
+    pub reconnect_delay_sec: u32,
+    /// Seconds after which I/O fails while reconnecting.
+    pub fast_io_fail_timeout_sec: u32,
+    /// Disable automatic failback.
+    pub disable_auto_failback: bool,
+    /// Generate UUIDs for namespaces without one.
+    pub generate_uuids: bool,
+    /// IPv4 TOS (RDMA).
+    pub transport_tos: u8,
+    /// Collect NVMe error counts.
+    pub nvme_error_stat: bool,
+    /// RDMA SRQ size.
+    pub rdma_srq_size: u32,
+    /// Collect per-path I/O statistics.
+    pub io_path_stat: bool,
+    /// Allow accel sequences.
+    pub allow_accel_sequence: bool,
+    /// RDMA max CQ size.
+    pub rdma_max_cq_size: u32,
+    /// RDMA CM event timeout.
+    pub rdma_cm_event_timeout_ms: u16,
+    /// DH-HMAC-CHAP digests.
+    pub dhchap_digests: Vec<String>,
+    /// DH-HMAC-CHAP DH groups.
+    pub dhchap_dhgroups: Vec<String>,
+    /// RDMA UMR per I/O.
+    pub rdma_umr_per_io: bool,
+    /// TCP connect timeout in ms (0: the driver's default of 5 s).
+    pub tcp_connect_timeout_ms: u32,
+    /// Pass flush to controllers with a volatile write cache.
+    pub enable_flush: bool,
+}
+
+impl Default for NvmeOpts {
+    fn default() -> Self {
+        NvmeOpts {
+            action_on_timeout: "none".into(),
+            timeout_us: 0,
+            timeout_admin_us: 0,
+            keep_alive_timeout_ms: 10_000,
+            transport_retry_count: 4,
+            arbitration_burst: 0,
+            low_priority_weight: 0,
+            medium_priority_weight: 0,
+            high_priority_weight: 0,
+            nvme_adminq_poll_period_us: 10_000,
+            nvme_ioq_poll_period_us: 0,
+            io_queue_requests: 0,
+            delay_cmd_submit: true,
+            bdev_retry_count: 3,
+            transport_ack_timeout: 0,
+            ctrlr_loss_timeout_sec: 0,
+            reconnect_delay_sec: 0,
+            fast_io_fail_timeout_sec: 0,
+            disable_auto_failback: false,
+            generate_uuids: false,
+            transport_tos: 0,
+            nvme_error_stat: false,
+            rdma_srq_size: 0,
+            io_path_stat: false,
+            allow_accel_sequence: false,
+            rdma_max_cq_size: 0,
+            rdma_cm_event_timeout_ms: 0,
+            dhchap_digests: vec!["sha256".into(), "sha384".into(), "sha512".into()],
+            dhchap_dhgroups: vec![
+                "null".into(),
+                "ffdhe2048".into(),
+                "ffdhe3072".into(),
+                "ffdhe4096".into(),
+                "ffdhe6144".into(),
+                "ffdhe8192".into(),
+            ],
+            rdma_umr_per_io: false,
+            tcp_connect_timeout_ms: 0,
+            enable_flush: false,
+        }
+    }
+}
+
+/// `bdev_nvme_attach_controller` parameters (SPDK's schema). Parameters this module cannot
+/// honour (TLS `psk`, DH-HMAC-CHAP keys, `hostaddr`/`hostsvcid`, PI checks, `priority`,
+/// multipath with a second path, `disable_sq_flow_control`) are refused with EINVAL rather
+/// than ignored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachParams {
+    /// Controller name; bdevs are `<name>n<nsid>`.
+    pub name: String,
+    /// Transport type ("TCP").
+    pub trtype: String,
+    /// Target address.
+    pub traddr: String,
+    /// Address family ("ipv4"/"ipv6", any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adrfam: Option<String>,
+    /// Target port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trsvcid: Option<String>,
+    /// Connection priority (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// Subsystem NQN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnqn: Option<String>,
+    /// Host NQN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostnqn: Option<String>,
+    /// Host address (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostaddr: Option<String>,
+    /// Host port (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostsvcid: Option<String>,
+    /// PI reference tag check (refused when true).
+    #[serde(default)]
+    pub prchk_reftag: bool,
+    /// PI guard check (refused when true).
+    #[serde(default)]
+    pub prchk_guard: bool,
+    /// TCP header digest.
+    #[serde(default)]
+    pub hdgst: bool,
+    /// TCP data digest.
+    #[serde(default)]
+    pub ddgst: bool,
+    /// Fabrics connect timeout in µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fabrics_connect_timeout_us: Option<u64>,
+    /// Multipath mode ("disable", "failover", "multipath").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipath: Option<String>,
+    /// I/O queues to request (1..=65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_io_queues: Option<u32>,
+    /// Reconnect policy override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctrlr_loss_timeout_sec: Option<i32>,
+    /// Reconnect delay override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_delay_sec: Option<u32>,
+    /// Fast I/O fail override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_io_fail_timeout_sec: Option<u32>,
+    /// TLS PSK key name (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psk: Option<String>,
+    /// Most bdevs to create (default 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bdevs: Option<u32>,
+    /// DH-HMAC-CHAP key (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhchap_key: Option<String>,
+    /// DH-HMAC-CHAP controller key (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhchap_ctrlr_key: Option<String>,
+    /// Attach namespaces with unknown CSIs (refused when true).
+    #[serde(default)]
+    pub allow_unrecognized_csi: bool,
+    /// Multipath options (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipath_opts: Option<Value>,
+    /// Disable SQ flow control (refused when true).
+    #[serde(default)]
+    pub disable_sq_flow_control: bool,
+}
+
+/// Default `max_bdevs` (SPDK `NVME_MAX_BDEVS_PER_RPC`).
+const DEFAULT_MAX_BDEVS: u32 = 128;
+
+/// An attached controller. Shared by its bdevs; the driver controller sits behind a mutex
+/// because channels on any Thread allocate I/O queue pairs from it.
+pub struct NvmeCtrlr {
+    name: String,
+    params: AttachParams,
+    trid: TransportId,
+    hostnqn: String,
+    ctrlr: Mutex<Controller>,
+    bdevs: Mutex<Vec<String>>,
+    io_queue_size: u16,
+    reconnect_delay: Option<Duration>,
+}
+
+impl std::fmt::Debug for NvmeCtrlr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NvmeCtrlr")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl NvmeCtrlr {
+    /// Controller name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Transport ID.
+    pub fn trid(&self) -> &TransportId {
+        &self.trid
+    }
+
+    /// Names of its bdevs.
+    pub fn bdev_names(&self) -> Vec<String> {
+        lock(&self.bdevs).clone()
+    }
+
+    /// The driver controller (locked).
+    pub fn lock(&self) -> MutexGuard<'_, Controller> {
+        lock(&self.ctrlr)
+    }
+
+    pub(crate) fn io_queue_size(&self) -> u16 {
+        self.io_queue_size
+    }
+
+    pub(crate) fn reconnect_delay(&self) -> Option<Duration> {
+        self.reconnect_delay
+    }
+
+    /// SPDK `nvme_ctrlr_info_json` shape.
+    pub fn info_json(&self) -> Value {
+        let c = self.lock();
+        let state = if c.failure().is_some() {
+            "failed"
+        } else {
+            "enabled"
+        };
+        json!({
+            "state": state,
+            "trid": {
+                "trtype": self.trid.trtype.as_str(),
+                "adrfam": self.trid.adrfam.as_str(),
+                "traddr": self.trid.traddr,
+                "trsvcid": self.trid.trsvcid,
+                "subnqn": self.trid.subnqn,
+            },
+            "cntlid": c.data().cntlid.get(),
+            "host": {
+                "nqn": self.hostnqn,
+                "addr": "",
+                "svcid": "",
+                "no_shn_notification": false,
+            },
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+static CTRLRS: Mutex<BTreeMap<String, Arc<NvmeCtrlr>>> = Mutex::new(BTreeMap::new());
+static OPTS: Mutex<Option<NvmeOpts>> = Mutex::new(None);
+
+thread_local! {
+    /// Admin pollers by controller name, on the Thread that attached the controller.
+    static ADMIN_POLLERS: RefCell<HashMap<String, env::Poller>> = RefCell::new(HashMap::new());
+}
+
+/// Current global options.
+pub fn options() -> NvmeOpts {
+    lock(&OPTS).clone().unwrap_or_default()
+}
+
+/// Set the global options (SPDK `bdev_nvme_set_opts`): refused with EPERM once a controller
+/// is attached; inconsistent reconnect settings are EINVAL.
+pub fn set_options(opts: NvmeOpts) -> Result<(), BdevNvmeError> {
+    if !lock(&CTRLRS).is_empty() {
+        return Err(BdevNvmeError::NotPermitted(
+            "RPC not permitted with nvme controllers already attached".into(),
+        ));
+    }
+    if !["none", "reset", "abort"].contains(&opts.action_on_timeout.as_str()) {
+        return Err(BdevNvmeError::InvalidArgument(format!(
+            "invalid action_on_timeout {:?}",
+            opts.action_on_timeout
+        )));
+    }
+    check_reconnect(
+        opts.ctrlr_loss_timeout_sec,
+        opts.reconnect_delay_sec,
+        opts.fast_io_fail_timeout_sec,
+    )?;
+    *lock(&OPTS) = Some(opts);
+    Ok(())
+}
+
+/// SPDK `bdev_nvme_check_io_error_resiliency_params`.
+fn check_reconnect(loss: i32, delay: u32, fast: u32) -> Result<(), BdevNvmeError> {
+    let bad = |m: &str| Err(BdevNvmeError::InvalidArgument(m.into()));
+    if loss < -1 {
+        return bad("ctrlr_loss_timeout_sec can't be less than -1.");
+    }
+    if loss == -1 {
+        if delay == 0 {
+            return bad("reconnect_delay_sec can't be 0 if ctrlr_loss_timeout_sec is not 0.");
+        }
+        if fast != 0 && fast < delay {
+            return bad("reconnect_delay_sec can't be more than fast_io-fail_timeout_sec.");
+        }
+    } else if loss != 0 {
+        let loss = loss as u32;
+        if delay == 0 {
+            return bad("reconnect_delay_sec can't be 0 if ctrlr_loss_timeout_sec is not 0.");
+        }
+        if delay > loss {
+            return bad("reconnect_delay_sec can't be more than ctrlr_loss_timeout_sec.");
+        }
+        if fast != 0 && (fast > loss || fast < delay) {
+            return bad(
+                "fast_io_fail_timeout_sec must be in [reconnect_delay_sec, ctrlr_loss_timeout_sec].",
+            );
+        }
+    } else if delay != 0 || fast != 0 {
+        return bad(
+            "Both reconnect_delay_sec and fast_io_fail_timeout_sec must be 0 if ctrlr_loss_timeout_sec is 0.",
+        );
+    }
+    Ok(())
+}
+
+/// A controller by name.
+pub fn controller(name: &str) -> Option<Arc<NvmeCtrlr>> {
+    lock(&CTRLRS).get(name).cloned()
+}
+
+/// All controllers, by name.
+pub fn controllers() -> Vec<Arc<NvmeCtrlr>> {
+    lock(&CTRLRS).values().cloned().collect()
+}
+
+/// Attach a controller over its transport type's built-in transport; returns the names of
+/// the bdevs created.
+pub fn attach(params: &AttachParams) -> Result<Vec<String>, BdevNvmeError> {
+    let trtype = nvme::host::TrType::parse(&params.trtype)?;
+    attach_with_transport(params, transport_for(trtype)?)
+}
+
+fn refuse(what: &str) -> BdevNvmeError {
+    BdevNvmeError::InvalidArgument(format!("{what} is not supported by this nvme bdev module"))
+}
+
+fn check_params(p: &AttachParams) -> Result<(), BdevNvmeError> {
+    if p.name.is_empty() {
+        return Err(BdevNvmeError::InvalidArgument(
+            "name must not be empty".into(),
+        ));
+    }
+    let unsupported = [
+        (p.priority.is_some(), "priority"),
+        (p.hostaddr.is_some(), "hostaddr"),
+        (p.hostsvcid.is_some(), "hostsvcid"),
+        (p.prchk_reftag, "prchk_reftag"),
+        (p.prchk_guard, "prchk_guard"),
+        (p.psk.is_some(), "psk (TLS)"),
+        (p.dhchap_key.is_some(), "dhchap_key"),
+        (p.dhchap_ctrlr_key.is_some(), "dhchap_ctrlr_key"),
+        (p.allow_unrecognized_csi, "allow_unrecognized_csi"),
+        (p.multipath_opts.is_some(), "multipath_opts"),
+        (p.disable_sq_flow_control, "disable_sq_flow_control"),
+    ];
+    if let Some((_, what)) = unsupported.iter().find(|(given, _)| *given) {
+        return Err(refuse(what));
+    }
+    if let Some(m) = &p.multipath
+        && !["disable", "failover", "multipath"].contains(&m.as_str())
+    {
+        return Err(BdevNvmeError::InvalidArgument(format!(
+            "invalid multipath parameter {m:?}"
+        )));
+    }
+    if let Some(n) = p.num_io_queues
+        && (n == 0 || n > 65536)
+    {
+        return Err(BdevNvmeError::InvalidArgument(format!(
+            "num_io_queues {n} out of range (0, 65536]"
+        )));
+    }
+    Ok(())
+}
+
+fn trid_of(p: &AttachParams) -> Result<TransportId, BdevNvmeError> {
+    let mut s = format!("trtype:{} traddr:{}", p.trtype, p.traddr);
+    if let Some(a) = &p.adrfam {
+        s.push_str(&format!(" adrfam:{a}"));
+    }
+    if let Some(v) = &p.trsvcid {
+        s.push_str(&format!(" trsvcid:{v}"));
+    }
+    if let Some(n) = &p.subnqn {
+        s.push_str(&format!(" subnqn:{n}"));
+    }
+    if p.traddr.is_empty() || p.traddr.contains(char::is_whitespace) {
+        return Err(BdevNvmeError::InvalidArgument(format!(
+            "invalid traddr {:?}",
+            p.traddr
+        )));
+    }
+    Ok(TransportId::parse(&s)?)
+}
+
+/// Attach over a given transport (other transports, tests). See [`attach`].
+pub fn attach_with_transport(
+    params: &AttachParams,
+    transport: Arc<dyn Transport>,
+) -> Result<Vec<String>, BdevNvmeError> {
+    check_params(params)?;
+    let trid = trid_of(params)?;
+    if controller(&params.name).is_some() {
+        return Err(BdevNvmeError::Exists(params.name.clone()));
+    }
+    let g = options();
+    let loss = params
+        .ctrlr_loss_timeout_sec
+        .unwrap_or(g.ctrlr_loss_timeout_sec);
+    let delay = params.reconnect_delay_sec.unwrap_or(g.reconnect_delay_sec);
+    let fast = params
+        .fast_io_fail_timeout_sec
+        .unwrap_or(g.fast_io_fail_timeout_sec);
+    check_reconnect(loss, delay, fast)?;
+    let mut opts = ControllerOpts {
+        keep_alive_timeout_ms: g.keep_alive_timeout_ms,
+        header_digest: params.hdgst,
+        data_digest: params.ddgst,
+        ..Default::default()
+    };
+    if let Some(h) = &params.hostnqn {
+        nvme::spec::nqn::validate_nqn(h)
+            .map_err(|e| BdevNvmeError::InvalidArgument(e.to_string()))?;
+        opts.hostnqn.clone_from(h);
+    }
+    if let Some(n) = params.num_io_queues {
+        opts.num_io_queues = u16::try_from(n).unwrap_or(u16::MAX);
+    }
+    if g.io_queue_requests > 0 {
+        opts.io_queue_size = u16::try_from(g.io_queue_requests).unwrap_or(u16::MAX);
+    }
+    if g.timeout_us > 0 {
+        opts.io_timeout = Some(Duration::from_micros(g.timeout_us));
+    }
+    let admin_us = if g.timeout_admin_us > 0 {
+        g.timeout_admin_us
+    } else {
+        g.timeout_us
+    };
+    if admin_us > 0 {
+        opts.admin_timeout = Duration::from_micros(admin_us);
+    }
+    if let Some(us) = params.fabrics_connect_timeout_us.filter(|&u| u > 0) {
+        opts.transport_connect_timeout = Duration::from_micros(us);
+    } else if g.tcp_connect_timeout_ms > 0 {
+        opts.transport_connect_timeout = Duration::from_millis(u64::from(g.tcp_connect_timeout_ms));
+    }
+    let hostnqn = opts.hostnqn.clone();
+    let io_queue_size = opts.io_queue_size;
+    let c = Controller::connect_with(transport, &trid, opts)?;
+    if c.is_discovery() {
+        return Err(BdevNvmeError::InvalidArgument(format!(
+            "{} is a discovery subsystem; attach an NVM subsystem",
+            trid.subnqn
+        )));
+    }
+    let max_bdevs = params.max_bdevs.unwrap_or(DEFAULT_MAX_BDEVS);
+    let nss: Vec<_> = c.namespaces().cloned().collect();
+    if nss.len() > max_bdevs as usize {
+        return Err(BdevNvmeError::InvalidArgument(format!(
+            "max_bdevs ({max_bdevs}) is smaller than the {} namespaces",
+            nss.len()
+        )));
+    }
+    let write_cache = c.data().vwc & VWC_PRESENT != 0;
+    let max_xfer = c.max_xfer_size();
+    let nc = Arc::new(NvmeCtrlr {
+        name: params.name.clone(),
+        params: params.clone(),
+        trid,
+        hostnqn,
+        ctrlr: Mutex::new(c),
+        bdevs: Mutex::new(Vec::new()),
+        io_queue_size,
+        reconnect_delay: (delay > 0).then(|| Duration::from_secs(u64::from(delay))),
+    });
+    {
+        let mut map = lock(&CTRLRS);
+        if map.contains_key(&params.name) {
+            return Err(BdevNvmeError::Exists(params.name.clone()));
+        }
+        map.insert(params.name.clone(), Arc::clone(&nc));
+    }
+    let mut names = Vec::new();
+    for ns in &nss {
+        let name = format!("{}n{}", params.name, ns.id());
+        let mut props = BdevProps::new(&name, ns.block_size(), ns.num_blocks());
+        props.product_name = PRODUCT_NAME.into();
+        props.write_cache = write_cache;
+        props.optimal_io_boundary = u32::from(ns.data().noiob.get());
+        props.uuid = namespace_uuid(&nc, ns.id(), ns.data().nguid);
+        let max_blocks = max_xfer
+            .map(|m| u64::from(m / ns.block_size().max(1)))
+            .unwrap_or(u64::MAX)
+            .clamp(1, 0x1_0000);
+        let ops = Arc::new(NvmeBdev::new(
+            Arc::clone(&nc),
+            ns.id(),
+            ns.block_size(),
+            max_blocks,
+        ));
+        match register_bdev(MODULE_NAME, props, ops) {
+            Ok(b) => names.push(b.name().to_string()),
+            Err(e) => {
+                tracing::error!(bdev = %name, error = %e, "cannot register NVMe bdev");
+                *lock(&nc.bdevs) = names.clone();
+                let _ = detach(&params.name, |_| {});
+                return Err(e.into());
+            }
+        }
+    }
+    *lock(&nc.bdevs) = names.clone();
+    start_admin_poller(&nc);
+    tracing::info!(ctrlr = %params.name, bdevs = ?names, "NVMe controller attached");
+    Ok(names)
+}
+
+fn namespace_uuid(nc: &NvmeCtrlr, nsid: u32, nguid: [u8; 16]) -> Option<uuid::Uuid> {
+    let descs = nc
+        .lock()
+        .identify(Cns::NS_ID_DESCRIPTOR_LIST, nsid)
+        .ok()
+        .and_then(|b| NsIdDescriptor::parse_list(&b).ok())
+        .unwrap_or_default();
+    descs
+        .iter()
+        .find_map(|d| match d {
+            NsIdDescriptor::Uuid(u) => Some(uuid::Uuid::from_bytes(*u)),
+            _ => None,
+        })
+        .or_else(|| (nguid != [0; 16]).then(|| uuid::Uuid::from_bytes(nguid)))
+}
+
+fn start_admin_poller(nc: &Arc<NvmeCtrlr>) {
+    let period = Duration::from_micros(options().nvme_adminq_poll_period_us.max(1000));
+    let weak = Arc::downgrade(nc);
+    let mut next_reconnect: Option<Instant> = None;
+    let f = move || {
+        let Some(nc) = weak.upgrade() else {
+            return env::PollStatus::Idle;
+        };
+        let mut c = nc.lock();
+        match c.process_admin_completions() {
+            Ok(n) => env::PollStatus::from_busy(n > 0),
+            Err(e) => {
+                let Some(delay) = nc.reconnect_delay() else {
+                    return env::PollStatus::Idle;
+                };
+                let now = Instant::now();
+                if next_reconnect.is_none_or(|t| now >= t) {
+                    tracing::warn!(ctrlr = %nc.name, error = %e, "admin queue failed; resetting controller");
+                    if let Err(e) = c.reset() {
+                        tracing::error!(ctrlr = %nc.name, error = %e, "controller reset failed");
+                    }
+                    next_reconnect = Some(now + delay);
+                    return env::PollStatus::Busy;
+                }
+                env::PollStatus::Idle
+            }
+        }
+    };
+    match env::poller_register_periodic(f, period) {
+        Ok(p) => ADMIN_POLLERS.with(|m| {
+            m.borrow_mut().insert(nc.name.clone(), p);
+        }),
+        Err(e) => tracing::warn!(
+            ctrlr = %nc.name,
+            error = %e,
+            "no env Thread: the admin queue (keep-alive) is not polled"
+        ),
+    }
+}
+
+/// Detach a controller (SPDK `bdev_nvme_delete`): unregister its bdevs, then shut the
+/// controller down and drop it. `done` runs on the calling Thread when every bdev is gone.
+pub fn detach(
+    name: &str,
+    done: impl FnOnce(Result<(), BdevNvmeError>) + 'static,
+) -> Result<(), BdevNvmeError> {
+    let nc = lock(&CTRLRS)
+        .remove(name)
+        .ok_or_else(|| BdevNvmeError::NotFound(name.to_string()))?;
+    ADMIN_POLLERS.with(|m| m.borrow_mut().remove(name));
+    let names = nc.bdev_names();
+    let finish = move |nc: Arc<NvmeCtrlr>| {
+        if let Err(e) = nc.lock().shutdown() {
+            tracing::warn!(ctrlr = %nc.name, error = %e, "controller shutdown failed");
+        }
+        tracing::info!(ctrlr = %nc.name, "NVMe controller detached");
+    };
+    if names.is_empty() {
+        finish(nc);
+        done(Ok(()));
+        return Ok(());
+    }
+    let left = Rc::new(RefCell::new((names.len(), Some(done), Some(nc))));
+    for b in names {
+        let l = Rc::clone(&left);
+        let bname = b.clone();
+        let r = bdev::unregister(&b, Some(MODULE_NAME), move |res| {
+            if let Err(e) = res {
+                tracing::warn!(bdev = %bname, error = %e, "bdev unregister reported an error");
+            }
+            let mut st = l.borrow_mut();
+            st.0 -= 1;
+            if st.0 == 0 {
+                if let Some(nc) = st.2.take() {
+                    finish(nc);
+                }
+                if let Some(d) = st.1.take() {
+                    d(Ok(()));
+                }
+            }
+        });
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "bdev of a detached controller was already gone");
+            let mut st = left.borrow_mut();
+            st.0 -= 1;
+            if st.0 == 0 {
+                if let Some(nc) = st.2.take() {
+                    finish(nc);
+                }
+                if let Some(d) = st.1.take() {
+                    d(Ok(()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The module's configuration: `bdev_nvme_set_options`, then one
+/// `bdev_nvme_attach_controller` per controller.
+pub(crate) fn config_json() -> Vec<Value> {
+    let mut v = vec![json!({"method": "bdev_nvme_set_options", "params": options()})];
+    for c in controllers() {
+        let mut p = c.params.clone();
+        p.hostnqn = Some(c.hostnqn.clone());
+        v.push(json!({"method": "bdev_nvme_attach_controller", "params": p}));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_parameters_follow_spdk_rules() {
+        assert!(check_reconnect(0, 0, 0).is_ok());
+        assert!(check_reconnect(-1, 1, 0).is_ok());
+        assert!(check_reconnect(10, 2, 5).is_ok());
+        let e = |l, d, f| check_reconnect(l, d, f).unwrap_err().to_string();
+        assert_eq!(e(-2, 0, 0), "ctrlr_loss_timeout_sec can't be less than -1.");
+        assert_eq!(
+            e(-1, 0, 0),
+            "reconnect_delay_sec can't be 0 if ctrlr_loss_timeout_sec is not 0."
+        );
+        assert_eq!(
+            e(5, 10, 0),
+            "reconnect_delay_sec can't be more than ctrlr_loss_timeout_sec."
+        );
+        assert_eq!(
+            e(0, 1, 0),
+            "Both reconnect_delay_sec and fast_io_fail_timeout_sec must be 0 if ctrlr_loss_timeout_sec is 0."
+        );
+    }
+
+    #[test]
+    fn unsupported_attach_parameters_are_refused_not_ignored() {
+        let base = AttachParams {
+            name: "Nvme9".into(),
+            trtype: "TCP".into(),
+            traddr: "127.0.0.1".into(),
+            ..Default::default()
+        };
+        let p = AttachParams {
+            psk: Some("key0".into()),
+            ..base.clone()
+        };
+        assert_eq!(
+            check_params(&p).unwrap_err().to_string(),
+            "psk (TLS) is not supported by this nvme bdev module"
+        );
+        let p = AttachParams {
+            num_io_queues: Some(0),
+            ..base.clone()
+        };
+        assert_eq!(
+            check_params(&p).unwrap_err().to_string(),
+            "num_io_queues 0 out of range (0, 65536]"
+        );
+        assert!(check_params(&base).is_ok());
+        let bad = AttachParams {
+            traddr: "not an ip".into(),
+            ..base
+        };
+        assert!(matches!(
+            trid_of(&bad).unwrap_err(),
+            BdevNvmeError::InvalidArgument(_)
+        ));
+    }
+}
