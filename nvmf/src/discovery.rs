@@ -64,8 +64,9 @@ fn entry(
     e[8..10].copy_from_slice(&asqsz.to_le_bytes());
     e[10..12].copy_from_slice(&eflags.to_le_bytes());
     pad(&mut e[32..64], &info.trsvcid, b' ');
-    pad(&mut e[256..512], &info.traddr, b' ');
-    pad(&mut e[512..768], subnqn, 0);
+    // Discovery Log Page Entry (NVMe-oF 1.1 Figure 40): SUBNQN 256..512, TRADDR 512..768.
+    pad(&mut e[256..512], subnqn, 0);
+    pad(&mut e[512..768], &info.traddr, b' ');
     e[768..1024].copy_from_slice(&info.tsas);
     out.extend_from_slice(&e);
 }

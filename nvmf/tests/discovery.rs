@@ -41,7 +41,7 @@ fn log_page(env: &Env, h: &TestHost, cid: u16) -> Vec<u8> {
 
 fn entry_subnqn(page: &[u8], i: usize) -> String {
     let e = &page[1024 * (i + 1)..1024 * (i + 2)];
-    let s = &e[512..768];
+    let s = &e[256..512];
     String::from_utf8(s[..s.iter().position(|b| *b == 0).unwrap()].to_vec()).unwrap()
 }
 
@@ -87,7 +87,9 @@ fn discovery_log_lists_only_subsystems_the_host_may_access() {
     assert_eq!(e[2], 2, "subtype NVMe");
     assert_eq!(&e[32..36], b"4420");
     assert_eq!(e[36], b' ');
-    assert_eq!(&e[256..265], b"127.0.0.1");
+    // TRADDR at 512..768 (space padded), after SUBNQN at 256..512.
+    assert_eq!(&e[512..521], b"127.0.0.1");
+    assert_eq!(e[521], b' ');
 
     let h2 = disc_connect(&env, OTHER_HOST);
     let page = log_page(&env, &h2, 4);
