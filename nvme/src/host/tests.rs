@@ -402,6 +402,8 @@ struct Script {
     ns: IdentifyNamespace,
     never_ready: bool,
     bogus_cid: bool,
+    /// I/O (non-admin, non-fabrics) commands are never completed.
+    swallow_io: bool,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -473,6 +475,12 @@ impl TransportQpair for ScriptedQpair {
         if self.script.bogus_cid {
             cqe.cid = 99.into();
         }
+        if sqe.opc == AdminOpcode::KEEP_ALIVE.0 {
+            log.push("keep alive".into());
+        }
+        if self.script.swallow_io && sqe.opc == NvmOpcode::FLUSH.0 {
+            return Ok(());
+        }
         self.queue.push_back(RawCompletion { cqe, buf });
         Ok(())
     }
@@ -518,6 +526,7 @@ fn script(ns: IdentifyNamespace) -> Script {
         ns,
         never_ready: false,
         bogus_cid: false,
+        swallow_io: false,
         log: Arc::new(Mutex::new(Vec::new())),
     }
 }
@@ -653,4 +662,83 @@ fn qpair_queue_full_returns_buffer() {
     let mut out = Vec::new();
     assert_eq!(q.process_completions(&mut out).unwrap(), 1);
     let _ = (IoQpair::qid, IdentifyNamespace::read_from_bytes);
+}
+
+#[test]
+fn keep_alive_is_sent_after_half_the_timeout_and_not_again_while_pending() {
+    let s = script(ns_data(0, 0, 9));
+    let log = s.log.clone();
+    let o = ControllerOpts {
+        keep_alive_timeout_ms: 40,
+        ..opts()
+    };
+    let mut c = Controller::connect_with(Arc::new(ScriptedTransport(s)), &trid(), o).unwrap();
+    let count = |log: &Arc<Mutex<Vec<String>>>| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.as_str() == "keep alive")
+            .count()
+    };
+    assert_eq!(c.process_admin_completions().unwrap(), 0);
+    assert_eq!(count(&log), 0, "not before KATO/2");
+    std::thread::sleep(std::time::Duration::from_millis(25));
+    assert_eq!(c.process_admin_completions().unwrap(), 1);
+    assert_eq!(count(&log), 1);
+    assert_eq!(c.process_admin_completions().unwrap(), 0);
+    assert_eq!(count(&log), 1, "only one per KATO/2");
+}
+
+#[test]
+fn io_command_outstanding_past_timeout_fails_qpair_and_is_aborted() {
+    let mut s = script(ns_data(0, 0, 9));
+    s.swallow_io = true;
+    let o = ControllerOpts {
+        io_timeout: Some(std::time::Duration::from_millis(50)),
+        ..opts()
+    };
+    let mut c = Controller::connect_with(Arc::new(ScriptedTransport(s)), &trid(), o).unwrap();
+    let mut q = c.alloc_io_qpair(8).unwrap();
+    q.flush(1, 77).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let err = loop {
+        match q.process_completions(&mut out) {
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "no timeout"),
+            Err(e) => break e,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert_eq!(err, HostError::Timeout("command"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].tag, out[0].status),
+        (77, GenericStatus::ABORTED_SQ_DELETION.into())
+    );
+    assert!(q.failure().is_some());
+}
+
+#[test]
+fn io_requests_are_checked_against_the_namespace() {
+    let s = script(ns_data(0, 0, 9));
+    let mut c = Controller::connect_with(Arc::new(ScriptedTransport(s)), &trid(), opts()).unwrap();
+    let mut q = c.alloc_io_qpair(8).unwrap();
+    let e = |r: Result<u16, Rejected>| r.unwrap_err().error;
+    assert_eq!(
+        e(q.read(2, 0, vec![0; 512], 0)),
+        HostError::InvalidRequest("namespace 2 not active".into())
+    );
+    assert_eq!(
+        e(q.read(1, 99, vec![0; 1024], 0)),
+        HostError::InvalidRequest("LBA 99 + 2 beyond namespace size 100".into())
+    );
+    assert_eq!(
+        e(q.write(1, 0, vec![0; 700], 0)),
+        HostError::InvalidRequest("buffer of 700 bytes for 1 blocks of 512".into())
+    );
+    assert_eq!(
+        e(q.deallocate(1, &[], 0)),
+        HostError::InvalidRequest("0 DSM ranges: must be 1..=256".into())
+    );
+    assert_eq!(q.outstanding(), 0);
 }

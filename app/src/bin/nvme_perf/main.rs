@@ -400,6 +400,7 @@ fn worker(
     loop {
         let stopping = shared.stop.load(Ordering::Relaxed);
         let mut outstanding = 0;
+        let mut progressed = false;
         for st in &mut states {
             if !stopping {
                 submit_all(st, &cfg, &mut rng);
@@ -409,6 +410,7 @@ fn worker(
                 return Err(format!("I/O qpair for {} failed: {e}", st.res.name));
             }
             let now = Instant::now();
+            progressed |= !done.is_empty();
             for c in done.drain(..) {
                 let lat = now
                     .duration_since(st.started.get(c.tag as usize).copied().unwrap_or(now))
@@ -436,6 +438,10 @@ fn worker(
         }
         if stopping && outstanding == 0 {
             break;
+        }
+        if !progressed {
+            // Busy polling, but let the target's threads run on a shared machine.
+            std::thread::yield_now();
         }
     }
     Ok(states.into_iter().map(|s| s.res).collect())
