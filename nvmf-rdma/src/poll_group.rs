@@ -65,6 +65,8 @@ struct Conn {
     recv_size: usize,
     recvs_posted: u32,
     cq_share: u32,
+    /// The device can SEND with invalidate; otherwise the host invalidates its own keys.
+    send_with_invalidate: bool,
     closing: Option<Instant>,
 }
 
@@ -211,6 +213,7 @@ impl RdmaPollGroup {
             recv_size,
             recvs_posted: 0,
             cq_share,
+            send_with_invalidate: attr.send_with_invalidate,
             closing: None,
         };
         for i in 0..depth {
@@ -400,7 +403,9 @@ impl Conn {
                 }
                 ops.push(SendOp {
                     wr_id: wr_id(key, WR_SEND, slot),
-                    kind: SendKind::Send { invalidate },
+                    kind: SendKind::Send {
+                        invalidate: invalidate.filter(|_| self.send_with_invalidate),
+                    },
                     signaled: true,
                     sges: vec![(self.rsp.addr(off), RSP_LEN as u32, self.rsp.lkey())],
                 });

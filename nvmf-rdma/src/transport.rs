@@ -214,3 +214,68 @@ impl Transport for RdmaTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn transport(v: Value) -> Result<RdmaTransport, NvmfError> {
+        let mut o: TransportOpts = serde_json::from_value(v).unwrap();
+        o.validate().unwrap();
+        RdmaTransport::new(o)
+    }
+
+    #[test]
+    fn creating_the_transport_opens_no_rdma_resource_and_dumps_rdma_options() {
+        let t = transport(json!({"io_unit_size": 8192, "max_srq_depth": 1024})).unwrap();
+        assert_eq!(Transport::name(&t), "RDMA");
+        assert_eq!(Transport::trtype(&t), TrType::RDMA);
+        assert!(t.chan.is_none());
+        let mut m = Map::new();
+        t.dump_opts_json(&mut m);
+        assert_eq!(
+            Value::Object(m),
+            json!({"max_srq_depth": 1024, "no_srq": false, "acceptor_backlog": 100,
+                   "no_wr_batching": false})
+        );
+    }
+
+    #[test]
+    fn unknown_option_fails_creation_with_einval() {
+        let e = transport(json!({"sock_priority": 1})).unwrap_err();
+        assert_eq!(e.errno(), -22);
+    }
+
+    #[test]
+    fn listen_rejects_bad_addresses_before_touching_rdma() {
+        let mut t = transport(json!({})).unwrap();
+        let mut a = ListenAddr::tcp("not-an-ip", "4420");
+        a.trtype = "RDMA".into();
+        assert_eq!(t.listen(&a).unwrap_err().errno(), -22);
+        let mut a = ListenAddr::tcp("::1", "4420");
+        a.trtype = "RDMA".into();
+        assert_eq!(
+            t.listen(&a).unwrap_err().errno(),
+            -22,
+            "IPv6 address with adrfam IPv4"
+        );
+        assert!(t.chan.is_none());
+        assert_eq!(t.stop_listen(&a).unwrap_err().errno(), -19);
+    }
+
+    #[test]
+    fn discovery_entry_names_rc_qp_no_provider_and_rdma_cm() {
+        let t = transport(json!({})).unwrap();
+        let mut a = ListenAddr::tcp("10.0.0.1", "4420");
+        a.trtype = "RDMA".into();
+        let d = t.listener_discover(&a);
+        assert_eq!(d.trtype, TrType::RDMA);
+        assert_eq!(d.adrfam, 1);
+        assert_eq!(
+            (d.traddr.as_str(), d.trsvcid.as_str()),
+            ("10.0.0.1", "4420")
+        );
+        assert_eq!(&d.tsas[..4], &[1, 1, 1, 0]);
+    }
+}

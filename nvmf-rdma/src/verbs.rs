@@ -171,6 +171,8 @@ pub struct DeviceAttr {
     pub max_cqe: u32,
     /// `max_sge`.
     pub max_sge: u32,
+    /// The device can SEND with invalidate (`IBV_DEVICE_MEM_MGT_EXTENSIONS`).
+    pub send_with_invalidate: bool,
 }
 
 /// An owned RDMA CM id (listener or connection). Destroys its QP (if any) and itself on drop.
@@ -274,6 +276,9 @@ impl CmId {
             max_qp_init_rd_atom: u(attr.max_qp_init_rd_atom),
             max_cqe: u(attr.max_cqe),
             max_sge: u(attr.max_sge),
+            send_with_invalidate: attr.device_cap_flags
+                & ffi::ibv_device_cap_flags::IBV_DEVICE_MEM_MGT_EXTENSIONS.0
+                != 0,
         })
     }
 
