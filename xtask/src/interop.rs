@@ -18,9 +18,9 @@
 //! the guest scripts and the target binary travel in a small per-run payload.
 //!
 //! `cargo xtask ci` runs `interop --transport tcp` at its end unless `RSPDK_INTEROP=0`. Which
-//! target it drives is [`CI_AGAINST_KERNEL_TARGET`]: `true` (today) runs the Linux kernel target
-//! (nvmet) as the control, because our `nvmf_tgt` does not serve NVMe/TCP yet. To make CI test
-//! our own target, set that constant to `false`; by hand, run `cargo xtask interop` (no flag).
+//! target it drives is [`CI_AGAINST_KERNEL_TARGET`]: `false` runs our `nvmf_tgt` (the target
+//! under test); the Linux kernel target (nvmet) stays available as the control with
+//! `cargo xtask interop --kernel-target`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -33,8 +33,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 /// What `cargo xtask ci` drives: `true` = the Linux kernel target (nvmet, the control),
-/// `false` = our `nvmf_tgt`. Switch to `false` once `nvmf_tgt` serves NVMe/TCP.
-pub const CI_AGAINST_KERNEL_TARGET: bool = true;
+/// `false` = our `nvmf_tgt` (every TCP step passes against it).
+pub const CI_AGAINST_KERNEL_TARGET: bool = false;
 
 /// Environment variable that disables the interop step of `cargo xtask ci` when set to `0`.
 pub const CI_GUARD_ENV: &str = "RSPDK_INTEROP";
@@ -551,6 +551,16 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    #[test]
+    fn ci_runs_tcp_against_our_target_with_the_issue_fio_runtime() {
+        let a = InteropArgs::for_ci();
+        assert_eq!(a.transport, Transport::Tcp);
+        assert!(!a.kernel_target, "CI drives nvmf_tgt, not nvmet");
+        assert_eq!(a.target_bin, None);
+        assert_eq!(a.fio_runtime, 20);
+        assert_eq!(a.timeout, 600);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - `cargo xtask interop [--transport tcp|rdma|all] [--kernel-target] [--target-bin PATH] [--keep]`:
 //!   the Linux NVMe/TCP and NVMe/RDMA hosts (nvme-cli, fio) against `nvmf_tgt` inside a QEMU guest;
 //!   see [`interop`]. `ci` runs it at its end (TCP only) unless `RSPDK_INTEROP=0`; which target CI
-//!   drives is [`interop::CI_AGAINST_KERNEL_TARGET`] (today the kernel target, as a control).
+//!   drives is [`interop::CI_AGAINST_KERNEL_TARGET`] (our `nvmf_tgt`; `--kernel-target` runs
+//!   the Linux kernel target as the control).
 
 mod interop;
 
