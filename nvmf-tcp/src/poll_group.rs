@@ -108,6 +108,10 @@ impl Entry {
                 }
             }
         }
+        // Commands waiting for a data buffer (freed by completions of earlier polls).
+        if self.conn.waiting_for_buffers() > 0 && self.conn.retry_buffers() {
+            busy = true;
+        }
         // Completions.
         while let Some(rsp) = self.qpair.poll_response() {
             busy = true;

@@ -7,6 +7,9 @@ pub enum TcpRequestState {
     /// Capsule received, data (if any) still to receive in-capsule
     /// (`TCP_REQUEST_STATE_AWAITING_CAPSULE_DATA`-like).
     ReceivingCapsuleData,
+    /// Waiting for a data buffer from the iobuf pool before its R2T
+    /// (`TCP_REQUEST_STATE_NEED_BUFFER`).
+    AwaitingBuffer,
     /// An R2T was sent; H2CData PDUs are expected
     /// (`TCP_REQUEST_STATE_TRANSFERRING_HOST_TO_CONTROLLER`).
     TransferringHostToController,

@@ -20,7 +20,7 @@ use nvme::spec::tcp::{
     Role,
 };
 use nvme::spec::{GenericStatus, Sqe, Status};
-use nvmf::request::{DataBuf, Request, Response};
+use nvmf::request::{DataBuf, IoVec, Request, Response};
 use std::collections::{HashMap, VecDeque};
 
 /// Largest data of one C2HData PDU the target sends (SPDK `NVMF_TCP_PDU_MAX_C2H_DATA_SIZE`).
@@ -72,7 +72,10 @@ struct Pending {
     sqe: Sqe,
     ttag: u16,
     state: TcpRequestState,
-    buf: Vec<u8>,
+    /// Where the data goes; `None` while the command waits for a buffer (no R2T sent yet).
+    buf: Option<DataMem>,
+    /// Transfer length (the SGL length).
+    len: u32,
     /// Next expected data offset.
     received: u32,
     /// End of the range asked for by the last R2T.
@@ -112,6 +115,56 @@ pub struct TcpConnection {
     inflight: u32,
     /// A Connect command was seen (later ones do not change the queue limits).
     connected: bool,
+    /// Commands waiting for a data buffer before their R2T, oldest first.
+    buf_waiters: VecDeque<u16>,
+}
+
+/// Memory for one command's host-to-controller data: an env iobuf buffer (bounded pool; a
+/// command that cannot get one waits) or, when the pools are not available or the transfer is
+/// larger than their large buffers, the heap.
+#[derive(Debug)]
+enum DataMem {
+    Heap(Vec<u8>),
+    Pool(env::IoBuf),
+}
+
+impl DataMem {
+    /// Memory for `len` bytes, `None` when the iobuf pool has none free right now.
+    fn alloc(len: u32) -> Option<DataMem> {
+        let n = len as usize;
+        match env::iobuf::iobuf_initialize() {
+            Ok(pool) if n <= pool.opts().large_bufsize as usize => {
+                env::iobuf_get(n).map(DataMem::Pool)
+            }
+            _ => Some(DataMem::Heap(vec![0; n])),
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            DataMem::Heap(v) => v,
+            DataMem::Pool(b) => b,
+        }
+    }
+
+    /// The received data as a request's data buffer (no copy).
+    fn into_data(mem: Option<DataMem>) -> DataBuf {
+        match mem {
+            Some(DataMem::Heap(v)) => DataBuf::from_vec(v),
+            Some(DataMem::Pool(b)) => {
+                let len = b.len();
+                match IoVec::new(b, 0, len) {
+                    Ok(v) => DataBuf::single(v),
+                    // Unreachable: the window is the whole buffer.
+                    Err(e) => {
+                        tracing::error!(error = %e, "iobuf window");
+                        DataBuf::from_vec(vec![0; len])
+                    }
+                }
+            }
+            None => DataBuf::new(),
+        }
+    }
 }
 
 /// Data transfer direction of a command (opcode bits 1:0, fabrics: FCTYPE bits 1:0).
@@ -146,7 +199,37 @@ impl TcpConnection {
             queue_limit: u32::from(cfg.max_queue_depth),
             inflight: 0,
             connected: false,
+            buf_waiters: VecDeque::new(),
         }
+    }
+
+    /// Gives data buffers to commands waiting for one, oldest first, and sends their R2Ts;
+    /// stops at the first that still cannot get one. The poll group calls it on every poll.
+    /// Returns true if a buffer was handed out.
+    pub fn retry_buffers(&mut self) -> bool {
+        let mut progress = false;
+        while let Some(&cid) = self.buf_waiters.front() {
+            let Some(len) = self.pending.get(&cid).map(|p| p.len) else {
+                self.buf_waiters.pop_front();
+                continue;
+            };
+            let Some(mem) = DataMem::alloc(len) else {
+                break;
+            };
+            self.buf_waiters.pop_front();
+            if let Some(p) = self.pending.get_mut(&cid) {
+                p.buf = Some(mem);
+                p.state = TcpRequestState::TransferringHostToController;
+            }
+            self.send_r2t(cid);
+            progress = true;
+        }
+        progress
+    }
+
+    /// Commands waiting for a data buffer.
+    pub fn waiting_for_buffers(&self) -> usize {
+        self.buf_waiters.len()
     }
 
     /// Queue ID given by the host's Connect command (0 before it).
@@ -235,7 +318,11 @@ impl TcpConnection {
                     Incoming::H2c { cid } => {
                         if let Some(p) = self.pending.get_mut(cid) {
                             let at = p.received as usize;
-                            if let Some(dst) = p.buf.get_mut(at..at + chunk.len()) {
+                            if let Some(dst) = p
+                                .buf
+                                .as_mut()
+                                .and_then(|b| b.bytes_mut().get_mut(at..at + chunk.len()))
+                            {
                                 dst.copy_from_slice(chunk);
                             }
                             p.received += chunk.len() as u32;
@@ -338,7 +425,7 @@ impl TcpConnection {
                         if end != PduEnd::Ok {
                             p.digest_error = true;
                         }
-                        p.received as usize == p.buf.len()
+                        p.received == p.len
                     }
                     None => false,
                 };
@@ -351,7 +438,7 @@ impl TcpConnection {
                             );
                         } else {
                             self.ready
-                                .push_back(Request::with_data(p.sqe, DataBuf::from_vec(p.buf)));
+                                .push_back(Request::with_data(p.sqe, DataMem::into_data(p.buf)));
                         }
                     }
                 } else if self
@@ -446,14 +533,16 @@ impl TcpConnection {
                         Pending {
                             sqe,
                             ttag,
-                            state: TcpRequestState::TransferringHostToController,
-                            buf: vec![0; length as usize],
+                            state: TcpRequestState::AwaitingBuffer,
+                            buf: None,
+                            len: length,
                             received: 0,
                             r2t_end: 0,
                             digest_error: false,
                         },
                     );
-                    self.send_r2t(cid);
+                    self.buf_waiters.push_back(cid);
+                    self.retry_buffers();
                 } else {
                     self.ready.push_back(Request::new(sqe, length));
                 }
@@ -477,7 +566,7 @@ impl TcpConnection {
         let Some(p) = self.pending.get_mut(&cid) else {
             return;
         };
-        let len = p.buf.len() as u32;
+        let len = p.len;
         let r2tl = (len - p.received).min(self.cfg.maxh2cdata);
         let r2t = R2t::new(cid, p.ttag, p.received, r2tl);
         p.r2t_end = p.received + r2tl;
