@@ -131,4 +131,7 @@ pub fn subsystems(registry: &Rc<RpcRegistry>, reactors: &Reactors) -> Vec<Rc<dyn
 fn register_transports(nvmf: &nvmf::rpc::NvmfSubsystem) {
     nvmf.target()
         .register_transport_factory("TCP", nvmf_tcp::factory());
+    #[cfg(feature = "rdma")]
+    nvmf.target()
+        .register_transport_factory("RDMA", nvmf_rdma::factory());
 }
