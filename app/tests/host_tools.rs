@@ -137,6 +137,9 @@ fn discovery_client_reads_the_log_page() {
     let subtypes: Vec<u8> = log.entries.iter().map(|e| e.subtype).collect();
     assert_eq!(subtypes, vec![3, 2]);
     assert!(log.entries.iter().all(|e| e.trtype == 3 && e.adrfam == 1));
+    assert_eq!(log.entries[1].subnqn().unwrap(), NQN);
+    assert_eq!(log.entries[1].traddr().unwrap(), "127.0.0.1");
+    assert_eq!(log.entries[1].trsvcid().unwrap(), port.to_string());
     assert!(matches!(
         c.alloc_io_qpair(0).unwrap_err(),
         HostError::Unsupported(_)
@@ -203,6 +206,8 @@ fn nvme_identify_on_discovery_nqn_prints_discovery_log() {
         "Subsystem Type:                        2 (NVM Subsystem)",
         "Transport Type:                        3 (TCP)",
         "Address Family:                        1 (IPv4)",
+        "NVM Subsystem Qualified Name:          nqn.2014-08.org.nvmexpress.discovery",
+        &format!("NVM Subsystem Qualified Name:          {NQN}"),
     ] {
         assert!(lines.contains(&want), "missing {want:?} in:\n{so}");
     }
@@ -313,4 +318,39 @@ fn nvme_perf_rejects_bad_arguments_clearly() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {se}");
         assert!(se.contains(want), "{args:?}: {se}");
     }
+}
+
+#[test]
+fn namespace_hot_add_arrives_as_async_event_and_refreshes_namespaces() {
+    let port = free_port();
+    let t = start_target(port);
+    let trid = TransportId::parse(&trid(port, Some(NQN))).unwrap();
+    let mut c = Controller::connect(&trid, ControllerOpts::default()).unwrap();
+    assert!(c.namespace(2).is_none());
+    t.call(
+        "bdev_malloc_create",
+        Some(serde_json::json!({"name": "Malloc1", "num_blocks": 2048, "block_size": 4096})),
+    )
+    .unwrap();
+    t.call(
+        "nvmf_subsystem_add_ns",
+        Some(serde_json::json!({"nqn": NQN, "namespace": {"nsid": 2, "bdev_name": "Malloc1"}})),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c.namespace(2).is_none() {
+        c.process_admin_completions().unwrap();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no namespace-change event"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ns = c.namespace(2).unwrap();
+    assert_eq!((ns.block_size(), ns.num_blocks()), (4096, 2048));
+    let ev = c.take_async_events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].event_type.0, 2, "notice");
+    assert_eq!(ev[0].info, 0, "namespace attribute changed");
+    assert_eq!(ev[0].log_page.0, 0x04, "changed namespace list");
 }

@@ -18,13 +18,16 @@ use super::transport::{Payload, QpairParams, Transport};
 use super::{HostError, TrType, TransportId};
 use crate::spec::discovery::{DISCOVERY_RECORD_SIZE, DiscoveryLogEntry, DiscoveryLogHeader};
 use crate::spec::fabrics::{CNTLID_DYNAMIC, PropertyGetCmd, PropertySetCmd};
-use crate::spec::features::{Fid, NumberOfQueues, SetFeaturesArgs};
+use crate::spec::features::{
+    AEC_ANA_CHANGE_NOTICE, AEC_FW_ACTIVATION_NOTICE, AEC_NS_ATTR_NOTICE, AEC_SMART_MASK, Fid,
+    NumberOfQueues, SetFeaturesArgs,
+};
 use crate::spec::identify::{
     CNTRLTYPE_DISCOVERY, Cns, IDENTIFY_DATA_SIZE, IdentifyArgs, IdentifyController,
     IdentifyNamespace, NsList,
 };
 use crate::spec::io::{DatasetManagement, DsmRange, ReadWrite};
-use crate::spec::log::{GetLogPageArgs, Lid};
+use crate::spec::log::{AsyncEvent, AsyncEventType, GetLogPageArgs, Lid, NoticeInfo};
 use crate::spec::opcode::{AdminOpcode, NvmOpcode};
 use crate::spec::props::{Cap, Cc, Csts, PropertyOffset, PropertySize, Vs};
 use crate::spec::sqe::Sqe;
@@ -216,6 +219,8 @@ pub struct Controller {
     last_keep_alive: Instant,
     keep_alive_pending: bool,
     admin_done: Vec<Completion>,
+    aers_outstanding: u32,
+    events: Vec<AsyncEvent>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -228,6 +233,9 @@ impl std::fmt::Debug for Controller {
 }
 
 const KEEP_ALIVE_TAG: u64 = 0x4b41;
+const AER_TAG: u64 = 0x4145;
+/// Most Asynchronous Event Requests kept outstanding.
+const MAX_AERS: u32 = 4;
 
 /// A transport for `trtype`.
 pub fn transport_for(trtype: TrType) -> Result<Arc<dyn Transport>, HostError> {
@@ -275,6 +283,8 @@ impl Controller {
             last_keep_alive: Instant::now(),
             keep_alive_pending: false,
             admin_done: Vec::new(),
+            aers_outstanding: 0,
+            events: Vec::new(),
             opts,
         };
         c.init()?;
@@ -319,7 +329,54 @@ impl Controller {
         }
         self.set_num_queues()?;
         self.refresh_namespaces()?;
+        self.configure_aer();
         Ok(())
+    }
+
+    /// Enable the notices the controller supports (Set Features Asynchronous Event
+    /// Configuration) and arm Asynchronous Event Requests (SPDK `nvme_ctrlr_configure_aer`).
+    fn configure_aer(&mut self) {
+        let oaes = self.cdata.oaes.get();
+        let aec = AEC_SMART_MASK
+            | (oaes & (AEC_NS_ATTR_NOTICE | AEC_FW_ACTIVATION_NOTICE | AEC_ANA_CHANGE_NOTICE));
+        if let Err(e) = self.set_features(Fid::ASYNC_EVENT_CONFIGURATION, aec) {
+            tracing::warn!(error = %e, "Set Features Asynchronous Event Configuration failed");
+        }
+        self.aers_outstanding = 0;
+        let n = (u32::from(self.cdata.aerl) + 1).min(MAX_AERS);
+        for _ in 0..n {
+            let sqe = Sqe::new(AdminOpcode::ASYNC_EVENT_REQUEST.0, 0);
+            match self.admin.submit(sqe, Payload::None, AER_TAG) {
+                Ok(_) => self.aers_outstanding += 1,
+                Err(r) => {
+                    tracing::warn!(error = %r.error, "cannot submit Asynchronous Event Request");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Asynchronous events received since the last call (namespace changes have already
+    /// been applied to [`Controller::namespaces`]).
+    pub fn take_async_events(&mut self) -> Vec<AsyncEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn on_aer(&mut self, c: &Completion) -> bool {
+        self.aers_outstanding = self.aers_outstanding.saturating_sub(1);
+        if !c.is_success() {
+            // Aborted (qpair failure/reset) or refused: do not re-arm.
+            tracing::debug!(status = %c.status, "Asynchronous Event Request completed with error");
+            return false;
+        }
+        let ev = AsyncEvent::from_dw0(c.dw0);
+        tracing::info!(?ev, "asynchronous event");
+        self.events.push(ev);
+        let sqe = Sqe::new(AdminOpcode::ASYNC_EVENT_REQUEST.0, 0);
+        if self.admin.submit(sqe, Payload::None, AER_TAG).is_ok() {
+            self.aers_outstanding += 1;
+        }
+        ev.event_type == AsyncEventType::NOTICE && ev.info == NoticeInfo::NS_ATTR_CHANGED.0
     }
 
     fn enable(&mut self) -> Result<(), HostError> {
@@ -601,10 +658,13 @@ impl Controller {
             self.last_keep_alive = now;
         }
         let mut n = 0;
+        let mut ns_changed = false;
         let mut done = std::mem::take(&mut self.admin_done);
         let r = self.admin.process_completions(&mut done);
         for c in done.drain(..) {
-            if c.tag == KEEP_ALIVE_TAG {
+            if c.tag == AER_TAG {
+                ns_changed |= self.on_aer(&c);
+            } else if c.tag == KEEP_ALIVE_TAG {
                 self.keep_alive_pending = false;
                 if !c.is_success() {
                     tracing::warn!(status = %c.status, "Keep Alive failed");
@@ -614,6 +674,11 @@ impl Controller {
         }
         self.admin_done = done;
         r?;
+        if ns_changed {
+            // Reading the Changed Namespace List clears the event (RAE = 0).
+            let _ = self.get_log_page(Lid::CHANGED_NS_LIST, u32::MAX, 4096, 0);
+            self.refresh_namespaces()?;
+        }
         Ok(n)
     }
 

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use super::transport::{Payload, QpairParams, RawCompletion, Transport, TransportQpair};
 use super::{HostError, TransportId};
 use crate::spec::cqe::Cqe;
-use crate::spec::fabrics::{ConnectCmd, ConnectData, connect_rsp_authreq, connect_rsp_cntlid};
+use crate::spec::fabrics::{
+    CONNECT_DATA_SIZE, ConnectCmd, connect_rsp_authreq, connect_rsp_cntlid,
+};
 use crate::spec::sqe::Sqe;
 use crate::spec::status::{GenericStatus, Status};
-use zerocopy::IntoBytes;
 
 /// A finished command.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,6 +63,8 @@ pub struct Qpair {
     timeout: Option<Duration>,
     last_timeout_check: Instant,
     raw: Vec<RawCompletion>,
+    /// Completions reaped by [`Qpair::execute`] for other commands, handed out next poll.
+    stash: Vec<Completion>,
 }
 
 impl std::fmt::Debug for Qpair {
@@ -88,6 +91,7 @@ impl Qpair {
             timeout: None,
             last_timeout_check: Instant::now(),
             raw: Vec::new(),
+            stash: Vec::new(),
         }
     }
 
@@ -102,8 +106,7 @@ impl Qpair {
     ) -> Result<(Qpair, u16), HostError> {
         let tq = transport.connect_qpair(trid, params)?;
         let mut q = Qpair::new(params.qid, params.queue_size, tq);
-        let data = ConnectData::new(conn.hostid, conn.cntlid, conn.hostnqn, &trid.subnqn)
-            .map_err(|e| HostError::InvalidRequest(e.to_string()))?;
+        let data = connect_data(conn.hostid, conn.cntlid, conn.hostnqn, &trid.subnqn)?;
         let cmd = ConnectCmd::new(
             0,
             params.qid,
@@ -112,7 +115,7 @@ impl Qpair {
         );
         let cqe = q.execute(
             cmd.to_sqe(),
-            Payload::ToCtrl(data.as_bytes().to_vec()),
+            Payload::ToCtrl(data),
             CONNECT_TIMEOUT,
             "Connect",
         )?;
@@ -201,6 +204,7 @@ impl Qpair {
     /// the error is returned (once per call).
     pub fn process_completions(&mut self, out: &mut Vec<Completion>) -> Result<usize, HostError> {
         let before = out.len();
+        out.append(&mut self.stash);
         if self.failed.is_none() {
             let r = self.tq.poll(&mut self.raw);
             let raw = std::mem::take(&mut self.raw);
@@ -278,7 +282,7 @@ impl Qpair {
 
     /// Submit one command and poll until it completes or `timeout` passes (for admin and
     /// fabrics commands at setup; never on an I/O path). Other completions that arrive
-    /// meanwhile are dropped, so use it only on a qpair with nothing else outstanding.
+    /// meanwhile are kept and returned by the next [`Qpair::process_completions`].
     pub fn execute(
         &mut self,
         sqe: Sqe,
@@ -291,9 +295,14 @@ impl Qpair {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         loop {
-            self.process_completions(&mut out)?;
-            if let Some(i) = out.iter().position(|c| c.tag == TAG) {
-                let c = out.swap_remove(i);
+            let r = self.process_completions(&mut out);
+            let mine = out
+                .iter()
+                .position(|c| c.tag == TAG)
+                .map(|i| out.swap_remove(i));
+            self.stash.append(&mut out);
+            r?;
+            if let Some(c) = mine {
                 let mut cqe = Cqe::new(cid, c.status);
                 cqe.dw0 = c.dw0.into();
                 if !c.status.is_success() {
@@ -324,4 +333,67 @@ pub struct ConnectArgs<'a> {
     pub cntlid: u16,
     /// Keep-alive timeout in ms (admin queue only; 0 disables).
     pub kato_ms: u32,
+}
+
+/// Byte offsets in Connect data (NVMe-oF 1.1, Figure 20; Linux `struct nvmf_connect_data`):
+/// HOSTID at 0, CNTLID at 16, SUBNQN at 256, HOSTNQN at 512, each NQN 256 bytes with a NUL.
+/// Built here at the wire offsets: `spec::fabrics::ConnectData` declares the two NQN fields
+/// in the opposite order.
+pub mod connect_data_offset {
+    /// HOSTID.
+    pub const HOSTID: usize = 0;
+    /// CNTLID.
+    pub const CNTLID: usize = 16;
+    /// SUBNQN.
+    pub const SUBNQN: usize = 256;
+    /// HOSTNQN.
+    pub const HOSTNQN: usize = 512;
+    /// Length of each NQN field.
+    pub const NQN_LEN: usize = 256;
+}
+
+/// The 1024 bytes of Connect data.
+pub fn connect_data(
+    hostid: [u8; 16],
+    cntlid: u16,
+    hostnqn: &str,
+    subnqn: &str,
+) -> Result<Vec<u8>, HostError> {
+    use connect_data_offset as o;
+    let mut d = vec![0u8; CONNECT_DATA_SIZE];
+    d[o::HOSTID..o::HOSTID + 16].copy_from_slice(&hostid);
+    d[o::CNTLID..o::CNTLID + 2].copy_from_slice(&cntlid.to_le_bytes());
+    for (at, nqn, what) in [
+        (o::SUBNQN, subnqn, "subnqn"),
+        (o::HOSTNQN, hostnqn, "hostnqn"),
+    ] {
+        crate::spec::nqn::validate_nqn(nqn)
+            .map_err(|e| HostError::InvalidRequest(format!("{what}: {e}")))?;
+        if nqn.len() >= o::NQN_LEN {
+            return Err(HostError::InvalidRequest(format!(
+                "{what} longer than 255 bytes"
+            )));
+        }
+        d[at..at + nqn.len()].copy_from_slice(nqn.as_bytes());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_data_puts_subnqn_at_256_and_hostnqn_at_512() {
+        let (h, n) = ("nqn.2016-06.io.spdk:host1", "nqn.2016-06.io.spdk:s");
+        let d = connect_data([9; 16], 0xfffe, h, n).unwrap();
+        assert_eq!(d.len(), 1024);
+        assert_eq!(&d[..16], &[9; 16]);
+        assert_eq!(&d[16..18], &[0xfe, 0xff]);
+        assert_eq!(&d[256..256 + n.len()], n.as_bytes());
+        assert_eq!(d[256 + n.len()], 0);
+        assert_eq!(&d[512..512 + h.len()], h.as_bytes());
+        assert_eq!(d[512 + h.len()], 0);
+        assert!(connect_data([0; 16], 0, "bad", n).is_err());
+    }
 }
