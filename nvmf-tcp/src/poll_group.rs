@@ -8,6 +8,7 @@ use nvmf::transport::TransportPollGroup;
 use nvmf::{NvmfError, Qpair};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
 
 const RECV_BUF: usize = 64 * 1024;
 /// Stop reading from a host that does not read its responses once this much is queued.
@@ -16,6 +17,9 @@ const MAX_QUEUED_OUT: usize = 4 << 20;
 const COMPACT_AT: usize = 1 << 20;
 
 struct Entry {
+    /// Wakes the reactor when the socket is readable (interrupt mode only). Declared before
+    /// `stream`: it must be unregistered before the fd closes.
+    intr: Option<env::Interrupt>,
     stream: TcpStream,
     conn: TcpConnection,
     qpair: Qpair,
@@ -135,6 +139,8 @@ impl Entry {
     fn close(&mut self) {
         if !self.closed {
             self.closed = true;
+            // A shut-down socket stays readable (EOF): stop waking the reactor for it.
+            self.intr = None;
             // The peer may already be gone; nothing to do about a failed shutdown.
             let _ = self.stream.shutdown(Shutdown::Both);
             self.qpair.disconnect();
@@ -147,7 +153,22 @@ impl TransportPollGroup for TcpPollGroup {
 
     fn add_qpair(&mut self, conn: TcpConn, qpair: Qpair) -> Result<(), NvmfError> {
         qpair.set_listen_addr(conn.addr.clone());
+        // In interrupt mode the reactor sleeps when every poller is idle; the socket's
+        // readability wakes it (SPDK registers the sock group's epoll fd the same way). The
+        // handler only reports work: the poll group's poller reads the socket.
+        let intr = if env::reactors().is_some_and(|r| r.interrupt_mode()) {
+            match env::interrupt_register(conn.stream.as_raw_fd(), || PollStatus::Busy) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot register the socket for interrupts");
+                    return Err(NvmfError::Env(e));
+                }
+            }
+        } else {
+            None
+        };
         self.conns.push(Entry {
+            intr,
             stream: conn.stream,
             conn: TcpConnection::new(conn.cfg),
             qpair,

@@ -264,6 +264,10 @@ impl Target {
             .collect();
         self.0.transports.borrow_mut().push(t);
         tracing::info!(trtype = %key, "transport created");
+        let started = self.0.acceptor.borrow().is_some();
+        if started && let Err(e) = self.arm_acceptor() {
+            tracing::error!(error = %e, "cannot re-arm the acceptor poller");
+        }
         let tgt_id = self.0.id;
         self.fan_out(
             installers
@@ -334,12 +338,23 @@ impl Target {
             ));
         }
         *self.0.poll_groups.borrow_mut() = threads;
-        let period = {
-            let t = self.0.transports.borrow();
-            t.first()
-                .map(|t| t.opts().acceptor_poll_rate)
-                .unwrap_or(crate::transport::DEFAULT_ACCEPTOR_POLL_RATE)
-        };
+        self.arm_acceptor()?;
+        self.fan_out(msgs, done);
+        Ok(())
+    }
+
+    /// (Re)registers the acceptor poller on the current Thread with the smallest
+    /// `acceptor_poll_rate` of the transports (the default without one), as SPDK runs one
+    /// acceptor per transport at that transport's rate.
+    fn arm_acceptor(&self) -> Result<(), NvmfError> {
+        let period = self
+            .0
+            .transports
+            .borrow()
+            .iter()
+            .map(|t| t.opts().acceptor_poll_rate)
+            .min()
+            .unwrap_or(crate::transport::DEFAULT_ACCEPTOR_POLL_RATE);
         let weak = Rc::downgrade(&self.0);
         let poller = env::poller_register_periodic(
             move || match weak.upgrade() {
@@ -348,8 +363,8 @@ impl Target {
             },
             Duration::from_micros(u64::from(period)),
         )?;
+        tracing::debug!(period_us = period, "acceptor poller armed");
         *self.0.acceptor.borrow_mut() = Some(poller);
-        self.fan_out(msgs, done);
         Ok(())
     }
 

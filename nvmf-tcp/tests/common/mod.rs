@@ -247,3 +247,71 @@ pub fn expect_term_req(env: &Env, h: &mut Host, fes: Fes, fei: u32) {
     assert_eq!(t.fei.get(), fei, "FEI");
     assert!(env.recv(h).is_none(), "connection not closed");
 }
+
+/// A host with a blocking socket (10 s read timeout), for targets on real reactors.
+pub fn blocking_host(port: u16) -> Host {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    Host {
+        s,
+        r: PduReader::new(DecoderConfig::host_default()),
+        enc: PduEncoder::new(),
+        pending: Vec::new(),
+    }
+}
+
+impl Host {
+    /// Next PDU from a blocking socket.
+    pub fn recv_blocking(&mut self) -> Pdu {
+        loop {
+            if !self.pending.is_empty() {
+                let (n, p) = self.r.read(&self.pending).unwrap();
+                self.pending.drain(..n);
+                if let Some(p) = p {
+                    return p;
+                }
+            }
+            let mut buf = [0u8; 65536];
+            let n = self.s.read(&mut buf).expect("no PDU within 10 s");
+            assert!(n > 0, "connection closed");
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// ICReq/ICResp without digests over a blocking socket.
+    pub fn ic_blocking(&mut self) {
+        self.send(&PduHeader::IcReq(IcReq::new(0, false, false, 0)), &[]);
+        let p = self.recv_blocking();
+        assert!(matches!(p.header, PduHeader::IcResp(_)));
+    }
+
+    /// A command with in-capsule data (or none) over a blocking socket: its CQE and read data.
+    pub fn cmd_blocking(&mut self, mut sqe: Sqe, data: Option<&[u8]>, len: u32) -> (Cqe, Vec<u8>) {
+        let cid = sqe.cid();
+        sqe.dptr = SglDescriptor::from(match data {
+            Some(d) => Sgl::DataBlockOffset {
+                offset: 0,
+                length: d.len() as u32,
+            },
+            None => Sgl::TransportDataBlock { length: len },
+        });
+        self.send(
+            &PduHeader::CapsuleCmd(CapsuleCmd::new(sqe)),
+            data.unwrap_or_default(),
+        );
+        let mut read = Vec::new();
+        loop {
+            let p = self.recv_blocking();
+            match p.header {
+                PduHeader::C2hData(c) => {
+                    read.extend_from_slice(&p.data);
+                    if c.ch.flags & FLAG_SUCCESS != 0 {
+                        return (Cqe::new(cid, Status::SUCCESS), read);
+                    }
+                }
+                PduHeader::CapsuleResp(r) => return (r.cqe, read),
+                other => panic!("unexpected PDU {other:?}"),
+            }
+        }
+    }
+}
