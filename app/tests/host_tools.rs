@@ -354,3 +354,84 @@ fn namespace_hot_add_arrives_as_async_event_and_refreshes_namespaces() {
     assert_eq!(ev[0].info, 0, "namespace attribute changed");
     assert_eq!(ev[0].log_page.0, 0x04, "changed namespace list");
 }
+
+#[test]
+fn bdev_nvme_attaches_to_target_and_moves_data_through_the_bdev_layer() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    let port = free_port();
+    let _t = start_target(port);
+    let tt = env::testing::TestThreads::new(1);
+    tt.set_current(0);
+    let p = bdev_nvme::AttachParams {
+        name: "HostTools0".into(),
+        trtype: "tcp".into(),
+        traddr: "127.0.0.1".into(),
+        adrfam: Some("ipv4".into()),
+        trsvcid: Some(port.to_string()),
+        subnqn: Some(NQN.into()),
+        ddgst: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        bdev_nvme::attach(&p).unwrap(),
+        vec!["HostTools0n1".to_string()]
+    );
+    let b = bdev::get_by_name("HostTools0n1").unwrap();
+    assert_eq!((b.num_blocks(), b.data_block_size()), (131_072, 512));
+    let d = bdev::open_ext("HostTools0n1", true, |_| {}).unwrap();
+    let ch = d.get_io_channel().unwrap();
+    let done: Rc<RefCell<Vec<bdev::IoCompletion>>> = Rc::default();
+    let wait = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while done.borrow().len() < n {
+            tt.poll_threads();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bdev I/O did not complete"
+            );
+        }
+    };
+    // 256 KiB is two commands at the target's 128 KiB MDTS.
+    let data: Vec<u8> = (0..262_144usize).map(|i| (i * 7 % 253) as u8).collect();
+    let d1 = Rc::clone(&done);
+    ch.write(bdev::IoVecs::from_vec(data.clone()), 1000, 512, move |c| {
+        d1.borrow_mut().push(c)
+    });
+    wait(1);
+    let d2 = Rc::clone(&done);
+    ch.read(
+        bdev::IoVecs::from_vec(vec![0; 262_144]),
+        1000,
+        512,
+        move |c| d2.borrow_mut().push(c),
+    );
+    wait(2);
+    let mut got = done.borrow_mut().drain(..).collect::<Vec<_>>();
+    assert!(
+        got.iter().all(|c| c.is_success()),
+        "{:?}",
+        got.iter().map(|c| &c.status).collect::<Vec<_>>()
+    );
+    let read = got.pop().unwrap().into_bufs().unwrap().0.to_vec();
+    assert!(read == data, "data read back through bdev-nvme differs");
+    let info = bdev_nvme::controller("HostTools0").unwrap().info_json();
+    assert_eq!(info["trid"]["trsvcid"], port.to_string());
+    assert_eq!(info["state"], "enabled");
+    drop(ch);
+    d.close();
+    let gone: Rc<RefCell<Option<Result<(), bdev_nvme::BdevNvmeError>>>> = Rc::default();
+    let g2 = Rc::clone(&gone);
+    bdev_nvme::detach("HostTools0", move |r| *g2.borrow_mut() = Some(r)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gone.borrow().is_none() {
+        tt.poll_threads();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "detach did not finish"
+        );
+    }
+    assert_eq!(*gone.borrow(), Some(Ok(())));
+    assert!(bdev::get_by_name("HostTools0n1").is_none());
+}
