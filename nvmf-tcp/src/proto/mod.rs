@@ -594,7 +594,16 @@ impl TcpConnection {
         let success = rsp.cqe.status().is_success();
         let mut skip_resp = false;
         if let Some(data) = rsp.data.as_ref().filter(|d| d.total_len() > 0) {
-            let bytes = data.to_vec();
+            // One segment (the usual iobuf or heap buffer) is framed in place; a
+            // scatter-gather list is gathered first.
+            let gathered;
+            let bytes: &[u8] = match data.segments() {
+                [one] => one.as_slice(),
+                _ => {
+                    gathered = data.to_vec();
+                    &gathered
+                }
+            };
             let total = bytes.len();
             let mut off = 0usize;
             for chunk in bytes.chunks(MAX_C2H_DATA as usize) {
