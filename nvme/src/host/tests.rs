@@ -749,3 +749,70 @@ fn io_requests_are_checked_against_the_namespace() {
     );
     assert_eq!(q.outstanding(), 0);
 }
+
+/// xorshift64 for the bounded hostile-input loops.
+fn next(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+#[test]
+fn random_and_mutated_target_bytes_never_panic_and_fail_cleanly() {
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let start = std::time::Instant::now();
+    for round in 0..3000 {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            break;
+        }
+        let (mut host, mut t) = connected(round % 2 == 0, round % 3 == 0);
+        host.submit(read_sqe(0), Payload::FromCtrl(vec![0; 1024]))
+            .unwrap();
+        host.submit(
+            Sqe::new(NvmOpcode::WRITE.0, 1),
+            Payload::ToCtrl(vec![1; 16384]),
+        )
+        .unwrap();
+        t.take(&mut host);
+        // A valid stream the target could send, then mutate a few bytes of it (or send
+        // pure noise every fourth round).
+        let mut bytes = t.bytes(
+            PduHeader::C2hData(C2hData::new(0, 0, 1024, true, true)),
+            &[7; 1024],
+        );
+        bytes.extend(t.bytes(PduHeader::R2t(R2t::new(1, 3, 0, 16384)), &[]));
+        bytes.extend(t.resp(1, Status::SUCCESS));
+        if round % 4 == 3 {
+            let n = (next(&mut seed) % 300) as usize;
+            bytes = (0..n).map(|_| next(&mut seed) as u8).collect();
+        } else {
+            for _ in 0..=(next(&mut seed) % 4) {
+                let i = (next(&mut seed) as usize) % bytes.len();
+                bytes[i] = next(&mut seed) as u8;
+            }
+        }
+        let mut failed = false;
+        let mut off = 0;
+        while off < bytes.len() {
+            let n = 1 + (next(&mut seed) as usize % 97);
+            let end = (off + n).min(bytes.len());
+            if host.handle_bytes(&bytes[off..end]).is_err() {
+                failed = true;
+                break;
+            }
+            off = end;
+        }
+        let mut done = Vec::new();
+        host.take_completions(&mut done);
+        if failed {
+            assert!(host.error().is_some());
+            assert!(host.submit(read_sqe(2), Payload::None).is_err());
+            let back = host.abort_all();
+            assert_eq!(back.len() + done.len(), 2, "every command accounted for");
+        } else {
+            assert!(done.len() + host.outstanding() == 2);
+        }
+        let _ = t;
+    }
+}
