@@ -1,5 +1,12 @@
 //! Per-Thread poll group: non-blocking reads and writes on each connection's socket
 //! (SPDK `nvmf_tcp_poll_group_poll`).
+//!
+//! Each poll, per connection: read until the socket would block (or 4 MiB of responses wait
+//! unread), feed the bytes to the sans-IO [`TcpConnection`], hand finished commands to the
+//! target core, give waiting writes their iobuf data buffers, encode completions, and write
+//! the whole outbound buffer with as few `write` calls as the socket takes. In interrupt mode
+//! each socket is registered with `env::interrupt_register`, so a sleeping reactor wakes when
+//! data arrives.
 
 use crate::proto::{ConnState, TcpConnection};
 use crate::transport::TcpConn;

@@ -10,6 +10,12 @@
 //!  AwaitIcReq --ICReq--> Running --fatal error--> Terminating (C2HTermReq queued, close)
 //!                          \--H2CTermReq--> Terminating (nothing sent, close)
 //! ```
+//!
+//! Limits enforced per connection: the queue size from the Connect command (SQSIZE + 1
+//! commands outstanding; one more is a PDU sequence error), in-capsule data (8 KiB on the
+//! admin queue, the transport's ICD on I/O queues), `max_io_size` per command, MAXH2CDATA per
+//! H2CData PDU and the R2T window. Writes get their data buffer from the env iobuf pool before
+//! the R2T goes out; when the pool is empty they wait ([`TcpConnection::retry_buffers`]).
 
 use crate::error::TcpError;
 use crate::request::TcpRequestState;
