@@ -170,6 +170,8 @@ fn nvme_identify_prints_controller_and_namespace_as_spdk() {
         "Max Data Transfer Size:                131072",
         "Max Number of Namespaces:              32",
         "Maximum Queue Entries:                 128",
+        "  NVM Command Set:                     Supported",
+        "Reset Timeout:                         15000 ms",
         &format!("Subsystem NQN:                         {NQN}"),
         "Error Log Page Entries Supported:      128",
         "Keep Alive Granularity:                10000 ms",

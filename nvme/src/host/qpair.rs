@@ -21,6 +21,8 @@ pub struct Completion {
     pub status: Status,
     /// Command specific result (CQE DW0).
     pub dw0: u32,
+    /// CQE DW1 (upper half of a 64-bit Property Get value).
+    pub dw1: u32,
     /// The buffer given at submission (read data filled in).
     pub buf: Vec<u8>,
 }
@@ -237,6 +239,7 @@ impl Qpair {
             tag: slot.tag,
             status: rc.cqe.status(),
             dw0: rc.cqe.dw0.get(),
+            dw1: rc.cqe.dw1.get(),
             buf: rc.buf,
         });
         Ok(())
@@ -273,6 +276,7 @@ impl Qpair {
                     tag: s.tag,
                     status: GenericStatus::ABORTED_SQ_DELETION.into(),
                     dw0: 0,
+                    dw1: 0,
                     buf,
                 });
                 self.free.push(cid as u16);
@@ -305,6 +309,7 @@ impl Qpair {
             if let Some(c) = mine {
                 let mut cqe = Cqe::new(cid, c.status);
                 cqe.dw0 = c.dw0.into();
+                cqe.dw1 = c.dw1.into();
                 if !c.status.is_success() {
                     return Err(HostError::Command {
                         what,

@@ -432,7 +432,7 @@ impl TransportQpair for ScriptedQpair {
             } else if fct == FabricsCommandType::PROPERTY_GET {
                 let ofst = u32::from_le_bytes(sqe.as_bytes()[44..48].try_into().unwrap());
                 let v: u64 = match PropertyOffset(ofst) {
-                    PropertyOffset::CAP => Cap(0).with_mqes(127).with_to(1).0,
+                    PropertyOffset::CAP => Cap(0).with_mqes(127).with_to(1).with_css(1).0,
                     PropertyOffset::VS => 0x0001_0400,
                     PropertyOffset::CSTS => u64::from(
                         Csts(0)
@@ -554,6 +554,11 @@ fn controller_bring_up_follows_spdk_order_and_validates_namespaces() {
     let mut c = Controller::connect_with(Arc::new(ScriptedTransport(s)), &trid(), opts()).unwrap();
     assert_eq!(c.cntlid(), 7);
     assert_eq!(c.cap().mqes(), 127);
+    assert_eq!(
+        c.cap().css(),
+        1,
+        "CAP.CSS sits in the upper dword of the 8-byte Property Get"
+    );
     assert_eq!((c.vs().mjr(), c.vs().mnr()), (1, 4));
     assert_eq!(c.io_queues_granted(), 4);
     let ns: Vec<(u32, u32, u64)> = c
