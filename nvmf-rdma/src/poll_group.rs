@@ -7,7 +7,7 @@ use crate::config::{MAX_SGE, RdmaOpts};
 use crate::proto::{Action, QueueConfig, RdmaQueue, SQE_LEN, Sge, UnitPool};
 use crate::transport::RdmaConn;
 use crate::verbs::{
-    CmEventKind, CmId, Cq, EventChannel, OwnedMr, Pd, PoolMr, SendKind, SendOp, Wc,
+    CmEventKind, CmId, Cq, DeviceAttr, EventChannel, OwnedMr, Pd, PoolMr, SendKind, SendOp, Srq, Wc,
 };
 use env::PollStatus;
 use nvmf::transport::{AdrFam, ListenAddr, TransportPollGroup};
@@ -34,6 +34,8 @@ const WR_RECV: u64 = 1;
 const WR_READ: u64 = 2;
 const WR_SEND: u64 = 3;
 const WR_WRITE: u64 = 4;
+/// Connection key of receives posted on a shared receive queue (connections start at 1).
+const SRQ_KEY: u32 = 0;
 
 fn wr_id(conn: u32, kind: u64, idx: u16) -> u64 {
     (u64::from(conn) << 32) | (kind << 16) | u64::from(idx)
@@ -43,10 +45,31 @@ fn split_wr_id(id: u64) -> (u32, u64, u16) {
     ((id >> 32) as u32, (id >> 16) & 0xffff, (id & 0xffff) as u16)
 }
 
+/// A device's shared receive queue with its receive buffers.
+struct SharedRecv {
+    // Field order: the SRQ goes before the buffers it receives into.
+    srq: Srq,
+    bufs: OwnedMr,
+    recv_size: usize,
+}
+
+impl SharedRecv {
+    fn post(&self, idx: u16) -> Result<(), crate::RdmaError> {
+        let off = usize::from(idx) * self.recv_size;
+        self.srq.post_recv(
+            wr_id(SRQ_KEY, WR_RECV, idx),
+            self.bufs.addr(off),
+            self.recv_size as u32,
+            self.bufs.lkey(),
+        )
+    }
+}
+
 struct Device {
     key: usize,
-    // Field order: the pool registration, then the CQ, then the PD are released.
+    // Field order: the pool registration, the SRQ, then the CQ, then the PD are released.
     pool_mr: PoolMr,
+    srq: Option<SharedRecv>,
     cq: Cq,
     pd: Pd,
     cq_size: u32,
@@ -56,7 +79,8 @@ struct Device {
 struct Conn {
     // Field order: the id (and its QP) goes first, then the buffers it used, then its channel.
     id: CmId,
-    recv: OwnedMr,
+    /// Per-QP receive buffers (None when the device's SRQ is used).
+    recv: Option<OwnedMr>,
     rsp: OwnedMr,
     chan: EventChannel,
     dev: usize,
@@ -74,6 +98,8 @@ struct Conn {
 pub struct RdmaPollGroup {
     // Field order: connections are destroyed before the devices' CQs and PDs.
     conns: BTreeMap<u32, Conn>,
+    /// Connection key by local QP number (receives on a shared queue name only the QP).
+    by_qpn: BTreeMap<u32, u32>,
     devices: Vec<Device>,
     pool: Rc<RefCell<UnitPool>>,
     opts: RdmaOpts,
@@ -101,6 +127,7 @@ impl RdmaPollGroup {
         let pool = UnitPool::new(opts.io_unit_size, u32::try_from(units).unwrap_or(u32::MAX));
         RdmaPollGroup {
             conns: BTreeMap::new(),
+            by_qpn: BTreeMap::new(),
             devices: Vec::new(),
             pool: Rc::new(RefCell::new(pool)),
             opts,
@@ -109,18 +136,39 @@ impl RdmaPollGroup {
         }
     }
 
-    fn device_for(&mut self, id: &CmId, max_cqe: u32) -> Result<usize, NvmfError> {
+    fn device_for(&mut self, id: &CmId, attr: &DeviceAttr) -> Result<usize, NvmfError> {
         let key = id.device_key();
         if let Some(i) = self.devices.iter().position(|d| d.key == key) {
             return Ok(i);
         }
         let pd = Pd::new(id)?;
-        let cq_size = self.opts.num_cqe.min(max_cqe.max(1));
+        let cq_size = self.opts.num_cqe.min(attr.max_cqe.max(1));
         let cq = Cq::new(id, cq_size)?;
         let pool_mr = PoolMr::new(&pd, &self.pool)?;
+        let srq = if self.opts.no_srq || attr.max_srq_wr == 0 {
+            None
+        } else {
+            let depth = self
+                .opts
+                .max_srq_depth
+                .min(attr.max_srq_wr)
+                .min(u32::from(u16::MAX));
+            let recv_size = SQE_LEN + self.opts.in_capsule_data_size as usize;
+            let sr = SharedRecv {
+                srq: Srq::new(&pd, depth)?,
+                bufs: OwnedMr::new(&pd, recv_size * depth as usize)?,
+                recv_size,
+            };
+            for i in 0..depth as u16 {
+                sr.post(i)?;
+            }
+            tracing::info!(depth, "NVMe/RDMA shared receive queue created");
+            Some(sr)
+        };
         self.devices.push(Device {
             key,
             pool_mr,
+            srq,
             cq,
             pd,
             cq_size,
@@ -139,7 +187,7 @@ impl RdmaPollGroup {
             qid,
         } = conn;
         let fail = |id: &CmId| id.reject(&cm::reject_private_data(cm::RejectStatus::NO_RESOURCES));
-        let dev = match self.device_for(&id, attr.max_cqe) {
+        let dev = match self.device_for(&id, &attr) {
             Ok(d) => d,
             Err(e) => {
                 fail(&id);
@@ -164,11 +212,15 @@ impl RdmaPollGroup {
             id.create_qp(
                 &d.pd,
                 &d.cq,
+                d.srq.as_ref().map(|s| &s.srq),
                 send_wr,
                 u32::from(depth),
                 MAX_SGE.min(attr.max_sge.max(1)),
             )?;
-            let recv = OwnedMr::new(&d.pd, recv_size * usize::from(depth))?;
+            let recv = match d.srq {
+                Some(_) => None,
+                None => Some(OwnedMr::new(&d.pd, recv_size * usize::from(depth))?),
+            };
             let rsp = OwnedMr::new(&d.pd, RSP_LEN * usize::from(depth))?;
             Ok::<_, crate::RdmaError>((recv, rsp))
         })();
@@ -217,6 +269,9 @@ impl RdmaPollGroup {
             closing: None,
         };
         for i in 0..depth {
+            if c.recv.is_none() {
+                break;
+            }
             if let Err(e) = c.post_recv(key, i) {
                 fail(&c.id);
                 self.devices[dev].cq_used -= cq_share;
@@ -228,13 +283,59 @@ impl RdmaPollGroup {
             self.devices[dev].cq_used -= cq_share;
             return Err(e.into());
         }
-        tracing::info!(%addr, qid, depth, "NVMe/RDMA queue pair accepted");
+        tracing::info!(%addr, qid, depth, srq = c.recv.is_none(), "NVMe/RDMA queue pair accepted");
+        self.by_qpn.insert(c.id.qp_num(), key);
         self.conns.insert(key, c);
         Ok(())
     }
 
-    fn on_wc(&mut self, wc: Wc) {
+    /// A receive on device `dev`'s shared queue: route it by QP number, then repost it.
+    fn on_srq_recv(&mut self, dev: usize, wc: Wc, idx: u16) {
+        let Some(sr) = self.devices.get(dev).and_then(|d| d.srq.as_ref()) else {
+            return;
+        };
+        let conn = self
+            .by_qpn
+            .get(&wc.qp_num)
+            .and_then(|k| self.conns.get_mut(k));
+        if let Some(c) = conn {
+            let mut pool = self.pool.borrow_mut();
+            if !wc.ok {
+                if c.closing.is_none() {
+                    tracing::error!(
+                        status = wc.status,
+                        "receive failed; tearing the queue pair down"
+                    );
+                }
+                c.close(&mut pool);
+            } else if c.closing.is_none() {
+                let off = usize::from(idx) * sr.recv_size;
+                let len = (wc.byte_len as usize).min(sr.recv_size);
+                let res = match sr.bufs.bytes().get(off..off + len) {
+                    Some(capsule) => c.queue.on_recv(&mut pool, capsule),
+                    None => Err(crate::RdmaError::Protocol(
+                        "receive index out of range".into(),
+                    )),
+                };
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "NVMe/RDMA host error; tearing the queue pair down");
+                    c.close(&mut pool);
+                }
+            }
+        } else {
+            tracing::debug!(qp_num = wc.qp_num, "receive for a destroyed queue pair");
+        }
+        if let Err(e) = sr.post(idx) {
+            tracing::error!(error = %e, "cannot repost a shared receive");
+        }
+    }
+
+    fn on_wc(&mut self, dev: usize, wc: Wc) {
         let (key, kind, idx) = split_wr_id(wc.wr_id);
+        if key == SRQ_KEY && kind == WR_RECV {
+            self.on_srq_recv(dev, wc, idx);
+            return;
+        }
         let Some(c) = self.conns.get_mut(&key) else {
             tracing::debug!(wr_id = wc.wr_id, "completion for a destroyed queue pair");
             return;
@@ -256,7 +357,8 @@ impl RdmaPollGroup {
                 }
                 let off = usize::from(idx) * c.recv_size;
                 let len = (wc.byte_len as usize).min(c.recv_size);
-                let res = match c.recv.bytes().get(off..off + len) {
+                let bytes = c.recv.as_ref().map(|r| r.bytes()).unwrap_or_default();
+                let res = match bytes.get(off..off + len) {
                     Some(capsule) => c.queue.on_recv(&mut pool, capsule),
                     None => Err(crate::RdmaError::Protocol(
                         "receive index out of range".into(),
@@ -296,12 +398,15 @@ impl RdmaPollGroup {
 
 impl Conn {
     fn post_recv(&mut self, key: u32, idx: u16) -> Result<(), crate::RdmaError> {
+        let Some(recv) = self.recv.as_ref() else {
+            return Ok(());
+        };
         let off = usize::from(idx) * self.recv_size;
         self.id.post_recv(
             wr_id(key, WR_RECV, idx),
-            self.recv.addr(off),
+            recv.addr(off),
             self.recv_size as u32,
-            self.recv.lkey(),
+            recv.lkey(),
         )?;
         self.recvs_posted += 1;
         Ok(())
@@ -449,7 +554,7 @@ impl TransportPollGroup for RdmaPollGroup {
                 self.devices[d].cq.poll(&mut wcs, WC_BATCH);
                 let n = wcs.len();
                 for wc in wcs.drain(..) {
-                    self.on_wc(wc);
+                    self.on_wc(d, wc);
                 }
                 self.wcs = wcs;
                 busy |= n > 0;
@@ -482,6 +587,7 @@ impl TransportPollGroup for RdmaPollGroup {
             .collect();
         for k in done {
             if let Some(c) = self.conns.remove(&k) {
+                self.by_qpn.retain(|_, v| *v != k);
                 if !(c.queue.is_quiesced() && c.recvs_posted == 0) {
                     tracing::warn!(
                         sends = c.queue.send_in_flight(),

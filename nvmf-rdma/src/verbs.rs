@@ -173,6 +173,8 @@ pub struct DeviceAttr {
     pub max_sge: u32,
     /// The device can SEND with invalidate (`IBV_DEVICE_MEM_MGT_EXTENSIONS`).
     pub send_with_invalidate: bool,
+    /// `max_srq_wr` (0: no shared receive queues).
+    pub max_srq_wr: u32,
 }
 
 /// An owned RDMA CM id (listener or connection). Destroys its QP (if any) and itself on drop.
@@ -276,6 +278,11 @@ impl CmId {
             max_qp_init_rd_atom: u(attr.max_qp_init_rd_atom),
             max_cqe: u(attr.max_cqe),
             max_sge: u(attr.max_sge),
+            max_srq_wr: if attr.max_srq > 0 {
+                u(attr.max_srq_wr)
+            } else {
+                0
+            },
             send_with_invalidate: attr.device_cap_flags
                 & ffi::ibv_device_cap_flags::IBV_DEVICE_MEM_MGT_EXTENSIONS.0
                 != 0,
@@ -327,6 +334,7 @@ impl CmId {
         &self,
         pd: &Pd,
         cq: &Cq,
+        srq: Option<&Srq>,
         send_wr: u32,
         recv_wr: u32,
         send_sge: u32,
@@ -341,6 +349,10 @@ impl CmId {
         attr.cap.max_recv_wr = recv_wr;
         attr.cap.max_send_sge = send_sge;
         attr.cap.max_recv_sge = 1;
+        if let Some(srq) = srq {
+            attr.srq = srq.0;
+            attr.cap.max_recv_wr = 0;
+        }
         // SAFETY: valid id, PD and CQ of the id's device; `attr` outlives the call.
         let rc = unsafe { ffi::rdma_create_qp(self.0, pd.0, &mut attr) };
         rc_err("rdma_create_qp", rc)
@@ -364,6 +376,16 @@ impl CmId {
     pub fn disconnect(&self) {
         // SAFETY: valid id; disconnecting twice only returns an error we ignore.
         let _ = unsafe { ffi::rdma_disconnect(self.0) };
+    }
+
+    /// The queue pair number (0 before the QP exists).
+    pub fn qp_num(&self) -> u32 {
+        let qp = self.qp();
+        if qp.is_null() {
+            return 0;
+        }
+        // SAFETY: valid QP of this id.
+        unsafe { (*qp).qp_num }
     }
 
     fn qp(&self) -> *mut ffi::ibv_qp {
@@ -535,6 +557,8 @@ pub struct Wc {
     pub byte_len: u32,
     /// Raw status (for logs).
     pub status: u32,
+    /// The local queue pair it belongs to.
+    pub qp_num: u32,
 }
 
 impl Cq {
@@ -568,6 +592,7 @@ impl Cq {
                 ok: w.status == ffi::ibv_wc_status::IBV_WC_SUCCESS,
                 byte_len: w.byte_len,
                 status: w.status,
+                qp_num: w.qp_num,
             });
         }
     }
@@ -687,5 +712,56 @@ impl PoolMr {
     /// Device address of pool byte `off`.
     pub fn addr(&self, off: usize) -> u64 {
         self.base + off as u64
+    }
+}
+
+/// An owned shared receive queue.
+#[derive(Debug)]
+pub struct Srq(*mut ffi::ibv_srq);
+
+impl Srq {
+    /// A shared receive queue of `max_wr` single-entry receives on `pd`.
+    pub fn new(pd: &Pd, max_wr: u32) -> Result<Srq, RdmaError> {
+        // SAFETY: ibv_srq_init_attr is plain data.
+        let mut attr: ffi::ibv_srq_init_attr = unsafe { std::mem::zeroed() };
+        attr.attr.max_wr = max_wr;
+        attr.attr.max_sge = 1;
+        // SAFETY: valid PD; `attr` outlives the call.
+        let srq = unsafe { ffi::ibv_create_srq(pd.0, &mut attr) };
+        if srq.is_null() {
+            return Err(last_err("ibv_create_srq"));
+        }
+        Ok(Srq(srq))
+    }
+
+    /// Posts one receive of `len` bytes at `addr` (registered with `lkey`).
+    pub fn post_recv(&self, wr_id: u64, addr: u64, len: u32, lkey: u32) -> Result<(), RdmaError> {
+        let mut sge = ffi::ibv_sge {
+            addr,
+            length: len,
+            lkey,
+        };
+        let mut wr = ffi::ibv_recv_wr {
+            wr_id,
+            next: ptr::null_mut(),
+            sg_list: &mut sge,
+            num_sge: 1,
+        };
+        let mut bad: *mut ffi::ibv_recv_wr = ptr::null_mut();
+        // SAFETY: valid SRQ; `wr` and `sge` live through the call; the buffer stays
+        // registered and alive until the SRQ is destroyed (owner field order).
+        let rc = unsafe { ffi::ibv_post_srq_recv(self.0, &mut wr, &mut bad) };
+        rc_err("ibv_post_srq_recv", rc)
+    }
+}
+
+impl Drop for Srq {
+    fn drop(&mut self) {
+        // SAFETY: owned SRQ; every QP attached to it was destroyed before (owners drop
+        // connections before devices).
+        let rc = unsafe { ffi::ibv_destroy_srq(self.0) };
+        if rc != 0 {
+            tracing::error!(rc, "ibv_destroy_srq failed");
+        }
     }
 }
