@@ -59,7 +59,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match print::controller(&mut ctrlr, args.hex_dump) {
+    let r = print::controller(&mut ctrlr, args.hex_dump);
+    // Detach as SPDK does: normal shutdown notification (CC.SHN), bounded by the driver.
+    if let Err(e) = ctrlr.shutdown() {
+        tracing::warn!(error = %e, "controller shutdown failed");
+    }
+    match r {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

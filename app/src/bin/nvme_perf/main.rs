@@ -321,6 +321,11 @@ fn run(args: &Args) -> Result<(), String> {
     if tty {
         println!();
     }
+    for c in &mut ctrlrs {
+        if let Err(e) = c.shutdown() {
+            tracing::warn!(error = %e, "controller shutdown failed");
+        }
+    }
     report(&results, elapsed, args.io_size);
     let errors: u64 = results.iter().map(|r| r.errors).sum();
     if errors > 0 {
