@@ -213,6 +213,9 @@ impl TcpConnection {
     /// stops at the first that still cannot get one. The poll group calls it on every poll.
     /// Returns true if a buffer was handed out.
     pub fn retry_buffers(&mut self) -> bool {
+        if self.state == ConnState::Terminating {
+            return false;
+        }
         let mut progress = false;
         while let Some(&cid) = self.buf_waiters.front() {
             let Some(len) = self.pending.get(&cid).map(|p| p.len) else {
