@@ -55,7 +55,8 @@ pub struct RdmaOpts {
     pub num_cqe: u32,
     /// Listen backlog of the RDMA CM listener.
     pub acceptor_backlog: u32,
-    /// Post each work request at once instead of batching them per poll.
+    /// Post each work request at once instead of batching them per poll. Accepted and
+    /// printed for SPDK compatibility; this transport always posts at once.
     pub no_wr_batching: bool,
 }
 

@@ -7,7 +7,8 @@
 //!  proto     sans-IO queue pair core: capsule in -> Submit / RDMA READ / WRITE+SEND out
 //!  verbs     (feature `rdma`) the only unsafe code: libibverbs + librdmacm via rdma-sys
 //!  transport (feature `rdma`) Transport: CM listener per address, accept, reject
-//!  poll_group(feature `rdma`) TransportPollGroup: CQ per poll group, registered buffer pool
+//!  poll_group(feature `rdma`) TransportPollGroup: per device a PD, CQ, SRQ and the registered
+//!            buffer pool; per queue pair a QP, response buffers (and receives without SRQ)
 //! ```
 //!
 //! The default build needs no RDMA library: only the sans-IO parts are compiled. With the

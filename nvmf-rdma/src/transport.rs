@@ -184,6 +184,15 @@ impl Transport for RdmaTransport {
                         Err(rejected) => drop(rejected),
                     }
                 }
+                CmEventKind::Gone => {
+                    // Device removal or address change on a listener, or a connection that
+                    // failed before reaching its poll group: the listener stays registered
+                    // and new connect requests fail until the address is re-added.
+                    tracing::warn!(
+                        listen_id = ev.listen_id(),
+                        "RDMA CM reports a lost device or connection"
+                    );
+                }
                 other => {
                     tracing::debug!(?other, "CM event on the listener channel ignored");
                 }

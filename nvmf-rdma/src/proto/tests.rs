@@ -612,3 +612,57 @@ fn bounded_random_capsules_never_panic_or_leak() {
         (0, 0, 32)
     );
 }
+
+#[test]
+fn fabrics_connect_data_is_read_and_property_get_moves_no_data() {
+    let mut pool = UnitPool::new(8192, 4);
+    let mut q = RdmaQueue::new(cfg(32));
+    let mut connect = capsule(0x7f, 1, keyed(0xffff_8880_0000_1000, 1024, 0x3a0), &[]);
+    connect[4] = 0x01; // FCTYPE Connect
+    q.on_recv(&mut pool, &connect).unwrap();
+    let a = actions(&mut q);
+    let Action::Read {
+        slot,
+        remote,
+        local,
+    } = &a[0]
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        *remote,
+        RemoteBuf {
+            addr: 0xffff_8880_0000_1000,
+            rkey: 0x3a0,
+            len: 1024
+        }
+    );
+    assert_eq!(
+        local,
+        &vec![Sge {
+            offset: 0,
+            len: 1024
+        }]
+    );
+    let slot = *slot;
+    let mut connect_data = vec![0u8; 1024];
+    connect_data[256..260].copy_from_slice(b"nqn.");
+    pool.fill(local[0], &connect_data);
+    q.on_read_done(&mut pool, slot, true);
+    let a = actions(&mut q);
+    let Action::Submit(req) = &a[0] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(req.data.as_ref().unwrap().to_vec(), connect_data);
+    let mut get = capsule(0x7f, 2, keyed(0, 0, 0), &[]);
+    get[4] = 0x04; // FCTYPE Property Get
+    q.on_recv(&mut pool, &get).unwrap();
+    let a = actions(&mut q);
+    let Action::Submit(req) = &a[0] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        (req.sqe.cid(), req.length, req.data.is_none()),
+        (2, 0, true)
+    );
+}
