@@ -106,6 +106,7 @@ impl Subsystem for NvmfTgtSubsystem {
 pub fn subsystems(registry: &Rc<RpcRegistry>, reactors: &Reactors) -> Vec<Rc<dyn Subsystem>> {
     bdev::rpc::register_rpcs(registry);
     bdev_malloc::register(registry);
+    bdev_nvme::register(registry);
     let mut list: Vec<Rc<dyn Subsystem>> = vec![
         crate::compat::SchedulerSubsystem::new(registry),
         crate::compat::SockSubsystem::new(registry),

@@ -9,13 +9,8 @@ use std::collections::BTreeSet;
 use common::Target;
 use serde_json::Value;
 
-/// Calls of SPDK modules rspdk does not have (RAID), and of bdev_nvme until that module lands:
-/// removed from the SPDK file before loading.
-const NOT_IN_RSPDK: &[&str] = &[
-    "bdev_raid_set_options",
-    "bdev_nvme_set_options",
-    "bdev_nvme_set_hotplug",
-];
+/// Calls of SPDK modules rspdk does not have (RAID): removed from the SPDK file before loading.
+const NOT_IN_RSPDK: &[&str] = &["bdev_raid_set_options"];
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -695,10 +695,26 @@ pub fn detach(
     Ok(())
 }
 
-/// The module's configuration: `bdev_nvme_set_options`, then one
-/// `bdev_nvme_attach_controller` per controller.
+/// SPDK's default hotplug poll period (100 ms).
+const DEFAULT_HOTPLUG_PERIOD_US: u64 = 100_000;
+static HOTPLUG_PERIOD_US: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_HOTPLUG_PERIOD_US);
+
+/// Records the hotplug poll period given to `bdev_nvme_set_hotplug`.
+pub(crate) fn set_hotplug_period_us(us: u64) {
+    HOTPLUG_PERIOD_US.store(us, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The module's configuration: `bdev_nvme_set_options`, `bdev_nvme_set_hotplug` (always
+/// disabled: no PCIe driver), then one `bdev_nvme_attach_controller` per controller.
 pub(crate) fn config_json() -> Vec<Value> {
-    let mut v = vec![json!({"method": "bdev_nvme_set_options", "params": options()})];
+    let mut v = vec![
+        json!({"method": "bdev_nvme_set_options", "params": options()}),
+        json!({"method": "bdev_nvme_set_hotplug", "params": {
+            "period_us": HOTPLUG_PERIOD_US.load(std::sync::atomic::Ordering::Relaxed),
+            "enable": false,
+        }}),
+    ];
     for c in controllers() {
         let mut p = c.params.clone();
         p.hostnqn = Some(c.hostnqn.clone());

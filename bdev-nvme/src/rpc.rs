@@ -33,6 +33,41 @@ pub fn register_rpcs(reg: &RpcRegistry) {
         StateMask::BOTH,
         bdev_nvme_set_options,
     );
+    reg.register(
+        "bdev_nvme_set_hotplug",
+        StateMask::BOTH,
+        bdev_nvme_set_hotplug,
+    );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetHotplugParams {
+    enable: bool,
+    period_us: Option<u64>,
+}
+
+/// EOPNOTSUPP, SPDK's errno form.
+const EOPNOTSUPP: i32 = 95;
+
+/// PCIe hotplug monitoring (SPDK `bdev_nvme_set_hotplug`). This build has no PCIe driver, so
+/// only `enable: false` is accepted (it is what SPDK saves by default); `enable: true` answers
+/// `-95 "Operation not supported"`.
+fn bdev_nvme_set_hotplug(req: Request) {
+    let p: SetHotplugParams = match parse_params(&req) {
+        Ok(p) => p,
+        Err(e) => return req.err(e),
+    };
+    if p.enable {
+        tracing::error!(
+            "bdev_nvme_set_hotplug: PCIe hotplug needs the PCIe driver, not in this build"
+        );
+        return req.err(RpcError::errno(EOPNOTSUPP));
+    }
+    if let Some(us) = p.period_us {
+        crate::ctrlr::set_hotplug_period_us(us);
+    }
+    req.ok(true);
 }
 
 /// SPDK's `{"code": -errno, "message": ...}` for a module error.
