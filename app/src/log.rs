@@ -187,6 +187,17 @@ impl LogControl {
     }
 }
 
+/// Logging for the standalone tools (`nvme_perf`, `nvme_identify`): stderr, `RUST_LOG` or
+/// `default` as the filter. Quiet by default so the tools' own output stays readable.
+pub fn init_tool_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,7 +186,7 @@ struct Job {
     inflight: Cell<u32>,
     next_unit: Cell<u64>,
     pass: Cell<u64>,
-    rng: Cell<u64>,
+    rng: RefCell<fastrand::Rng>,
 }
 
 /// Runs a job on the current (job) Thread.
@@ -218,7 +218,9 @@ pub fn run(spec: JobSpec, opts: Arc<Checked>, shared: Arc<Shared>) {
     };
     let now = Instant::now();
     let job = Rc::new(Job {
-        rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (spec.index as u64 + 1)),
+        rng: RefCell::new(fastrand::Rng::with_seed(
+            0x9E37_79B9_7F4A_7C15 ^ (spec.index as u64 + 1),
+        )),
         spec,
         deadline: now + opts.time,
         opts,
@@ -246,16 +248,6 @@ impl Job {
 
     fn units(&self) -> u64 {
         self.spec.num_blocks / self.spec.io_blocks
-    }
-
-    /// xorshift64: the random offsets and the read/write mix (no rand crate in this package).
-    fn next_rand(&self) -> u64 {
-        let mut x = self.rng.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng.set(x);
-        x
     }
 
     /// The next sequential unit (and the pass over the range it belongs to).
@@ -356,7 +348,7 @@ fn submit_next(job: &Rc<Job>, mut buf: IoVecs) {
         Workload::RandRead | Workload::RandWrite | Workload::RandRw
     );
     let (unit, pass) = if random {
-        (job.next_rand() % job.units(), 0)
+        (job.rng.borrow_mut().u64(..job.units()), 0)
     } else {
         job.next_seq()
     };
@@ -394,7 +386,7 @@ fn submit_next(job: &Rc<Job>, mut buf: IoVecs) {
             }
         }
         _ => {
-            let read = job.next_rand() % 100 < u64::from(job.opts.read_pct);
+            let read = job.rng.borrow_mut().u32(..100) < job.opts.read_pct;
             let cb = move |c: IoCompletion| {
                 j.record(&c, t0, bytes);
                 if let Some((buf, _)) = c.into_bufs() {

@@ -29,13 +29,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    app::log::init_tool_logging("warn");
     let trid = match TransportId::parse(&args.trid) {
         Ok(t) => t,
         Err(e) => {

@@ -127,13 +127,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    app::log::init_tool_logging("warn");
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
@@ -343,18 +337,6 @@ struct WorkerCfg {
     seed: u64,
 }
 
-/// xorshift64*: the offsets only need to be spread, not unpredictable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 struct NsState {
     job: NsJob,
     size_in_ios: u64,
@@ -372,7 +354,7 @@ fn worker(
     cfg: WorkerCfg,
     shared: &Shared,
 ) -> Result<Vec<NsResult>, String> {
-    let mut rng = Rng(cfg.seed | 1);
+    let mut rng = fastrand::Rng::with_seed(cfg.seed);
     let mut states: Vec<NsState> = jobs
         .into_iter()
         .map(|job| {
@@ -452,22 +434,21 @@ fn worker(
     Ok(states.into_iter().map(|s| s.res).collect())
 }
 
-fn submit_all(st: &mut NsState, cfg: &WorkerCfg, rng: &mut Rng) {
+fn submit_all(st: &mut NsState, cfg: &WorkerCfg, rng: &mut fastrand::Rng) {
     while let Some(tag) = st.free_tags.pop() {
         let Some(buf) = st.spare.pop() else {
             st.free_tags.push(tag);
             return;
         };
         let io = if cfg.random {
-            rng.next() % st.size_in_ios
+            rng.u64(..st.size_in_ios)
         } else {
             let o = st.next_seq;
             st.next_seq = (st.next_seq + 1) % st.size_in_ios;
             o
         };
         let lba = io * st.io_blocks;
-        let is_read = cfg.read_pct == 100
-            || (cfg.read_pct != 0 && (rng.next() % 100) < u64::from(cfg.read_pct));
+        let is_read = cfg.read_pct == 100 || (cfg.read_pct != 0 && rng.u32(..100) < cfg.read_pct);
         if let Some(t) = st.started.get_mut(tag as usize) {
             *t = Instant::now();
         }
