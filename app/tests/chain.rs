@@ -1,0 +1,390 @@
+//! The target chain: the test host -> target B (`bdev_nvme` over TCP) -> target A (malloc),
+//! all on loopback. Data written through B lands on A; detaching A's controller on B fails
+//! the I/O in flight with an NVMe error status, and B keeps serving RPCs and exits 0 on
+//! SIGTERM.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Target;
+use nvme::host::{Completion, Controller, ControllerOpts, HostError, IoQpair, TransportId};
+use nvme::spec::status::{GenericStatus, Sct, Status};
+use serde_json::{Value, json};
+
+const NQN_A: &str = "nqn.2016-06.io.spdk:cnodeA";
+const NQN_B: &str = "nqn.2016-06.io.spdk:cnodeB";
+/// Malloc0 on A: 64 MiB of 512-byte blocks.
+const BLOCKS: u64 = 131_072;
+const BS: usize = 512;
+/// Transfers up to this size are sent in the command capsule (transport option on A and B).
+const IN_CAPSULE: usize = 4096;
+/// MDTS of both targets (max_io_size).
+const MAX_IO: usize = 131_072;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn listen_address(port: u16) -> Value {
+    json!({"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1",
+           "trsvcid": port.to_string()})
+}
+
+fn transport_params() -> Value {
+    json!({"trtype": "TCP", "max_queue_depth": 128, "in_capsule_data_size": IN_CAPSULE,
+           "max_io_size": MAX_IO})
+}
+
+/// Target A: Malloc0 as NSID 1 of `NQN_A` on 127.0.0.1:`port`, from a `-c` config file.
+fn start_target_a(port: u16) -> Target {
+    let cfg = json!({"subsystems": [
+        {"subsystem": "bdev", "config": [
+            {"method": "bdev_malloc_create",
+             "params": {"name": "Malloc0", "num_blocks": BLOCKS, "block_size": BS}},
+            {"method": "bdev_wait_for_examine"}]},
+        {"subsystem": "nvmf", "config": [
+            {"method": "nvmf_create_transport", "params": transport_params()},
+            {"method": "nvmf_create_subsystem",
+             "params": {"nqn": NQN_A, "allow_any_host": true,
+                        "serial_number": "SPDK0000000000000A", "max_namespaces": 4}},
+            {"method": "nvmf_subsystem_add_listener",
+             "params": {"nqn": NQN_A, "listen_address": listen_address(port)}},
+            {"method": "nvmf_subsystem_add_ns",
+             "params": {"nqn": NQN_A, "namespace": {"nsid": 1, "bdev_name": "Malloc0"}}}]}]});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let t = Target::start(&["-c", path.to_str().unwrap()]);
+    t.wait_init();
+    t
+}
+
+/// Target B, configured only over RPC: attaches A's subsystem as controller "NvmeA" and
+/// exports the resulting bdev NvmeAn1 as NSID 1 of `NQN_B` on 127.0.0.1:`port_b`.
+fn start_target_b(port_a: u16, port_b: u16) -> Target {
+    let t = Target::start(&[]);
+    t.wait_init();
+    let names = t
+        .call(
+            "bdev_nvme_attach_controller",
+            Some(json!({"name": "NvmeA", "trtype": "TCP", "adrfam": "IPv4",
+                        "traddr": "127.0.0.1", "trsvcid": port_a.to_string(),
+                        "subnqn": NQN_A})),
+        )
+        .unwrap_or_else(|e| panic!("attach failed: {e:?}\nB log:\n{}", t.log()));
+    assert_eq!(names, json!(["NvmeAn1"]));
+    let bdevs = t
+        .call("bdev_get_bdevs", Some(json!({"name": "NvmeAn1"})))
+        .unwrap();
+    assert_eq!(bdevs[0]["block_size"], json!(BS));
+    assert_eq!(bdevs[0]["num_blocks"], json!(BLOCKS));
+    assert_eq!(bdevs[0]["product_name"], json!("NVMe disk"));
+    assert_eq!(
+        t.call("nvmf_create_transport", Some(transport_params()))
+            .unwrap(),
+        json!(true)
+    );
+    assert_eq!(
+        t.call(
+            "nvmf_create_subsystem",
+            Some(json!({"nqn": NQN_B, "allow_any_host": true,
+                        "serial_number": "SPDK0000000000000B"})),
+        )
+        .unwrap(),
+        json!(true)
+    );
+    assert_eq!(
+        t.call(
+            "nvmf_subsystem_add_ns",
+            Some(json!({"nqn": NQN_B, "namespace": {"bdev_name": "NvmeAn1"}})),
+        )
+        .unwrap(),
+        json!(1)
+    );
+    assert_eq!(
+        t.call(
+            "nvmf_subsystem_add_listener",
+            Some(json!({"nqn": NQN_B, "listen_address": listen_address(port_b)})),
+        )
+        .unwrap(),
+        json!(true)
+    );
+    t
+}
+
+/// What the reader thread saw around the detach.
+#[derive(Debug, Default)]
+struct IoOutcome {
+    ok_before: u64,
+    ok_after: u64,
+    submitted: u64,
+    failed: Vec<Completion>,
+    left: usize,
+    host_err: Option<HostError>,
+}
+
+fn connect(port: u16, nqn: &str) -> Controller {
+    let trid = TransportId::parse(&format!(
+        "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{nqn}"
+    ))
+    .unwrap();
+    Controller::connect(&trid, ControllerOpts::default()).unwrap()
+}
+
+/// Polls until `n` completions arrived (at most 20 s) and returns them sorted by tag.
+fn wait_n(q: &mut IoQpair, n: usize) -> Vec<Completion> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    while out.len() < n {
+        q.process_completions(&mut out).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} I/Os completed",
+            out.len()
+        );
+    }
+    assert_eq!(out.len(), n);
+    out.sort_by_key(|c| c.tag);
+    out
+}
+
+/// Deterministic, position-dependent bytes (different for every 512-byte block).
+fn pattern(lba: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            let blk = lba + (i / BS) as u64;
+            (blk.wrapping_mul(31) as usize ^ (i % BS).wrapping_mul(7) ^ 0x5a) as u8
+        })
+        .collect()
+}
+
+/// The extents the test writes: in-capsule writes (512 B, 4 KiB) at a few offsets, R2T
+/// writes (8 KiB, 64 KiB), and a 4 MiB run of 128 KiB (MDTS) writes, plus the last block.
+fn extents() -> Vec<(u64, usize)> {
+    let mut v = vec![
+        (0u64, BS),
+        (9, IN_CAPSULE),
+        (1000, IN_CAPSULE),
+        (3001, 2 * IN_CAPSULE),
+        (5003, 65_536),
+        (BLOCKS - 1, BS),
+    ];
+    let base = 16_384u64;
+    for i in 0..32u64 {
+        v.push((base + i * (MAX_IO / BS) as u64, MAX_IO));
+    }
+    v
+}
+
+/// Reads every extent (at most `depth` in flight) and asserts the bytes equal `pattern`.
+fn read_and_check(q: &mut IoQpair, ext: &[(u64, usize)], depth: usize, via: &str) {
+    for (chunk_no, chunk) in ext.chunks(depth).enumerate() {
+        for (i, &(lba, len)) in chunk.iter().enumerate() {
+            q.read(1, lba, vec![0; len], i as u64).unwrap();
+        }
+        for (i, c) in wait_n(q, chunk.len()).into_iter().enumerate() {
+            let (lba, len) = chunk[i];
+            assert!(
+                c.is_success(),
+                "read via {via} of {len} bytes at LBA {lba}: {:?}",
+                c.status
+            );
+            assert_eq!(c.buf.len(), len);
+            assert!(
+                c.buf == pattern(lba, len),
+                "read via {via} (batch {chunk_no}) of {len} bytes at LBA {lba} differs"
+            );
+        }
+    }
+}
+
+#[test]
+fn data_written_through_b_lands_on_a_and_detach_fails_inflight_io_without_hanging() {
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = start_target_a(port_a);
+    let mut b = start_target_b(port_a, port_b);
+
+    // Write through B, at most 16 commands in flight.
+    let ext = extents();
+    let mut cb = connect(port_b, NQN_B);
+    let ns = cb.namespace(1).unwrap().clone();
+    assert_eq!((ns.block_size(), ns.num_blocks()), (BS as u32, BLOCKS));
+    let mut qb = cb.alloc_io_qpair(32).unwrap();
+    for chunk in ext.chunks(16) {
+        for (i, &(lba, len)) in chunk.iter().enumerate() {
+            qb.write(1, lba, pattern(lba, len), i as u64).unwrap();
+        }
+        for (i, c) in wait_n(&mut qb, chunk.len()).into_iter().enumerate() {
+            assert!(
+                c.is_success(),
+                "write via B at LBA {}: {:?}\nB log:\n{}",
+                chunk[i].0,
+                c.status,
+                b.log()
+            );
+        }
+    }
+    let total: usize = ext.iter().map(|e| e.1).sum();
+    assert!(total > 4 << 20, "{total} bytes written");
+    read_and_check(&mut qb, &ext, 16, "B");
+
+    // The same LBAs read on A directly hold the same bytes.
+    let mut ca = connect(port_a, NQN_A);
+    let mut qa = ca.alloc_io_qpair(32).unwrap();
+    read_and_check(&mut qa, &ext, 16, "A");
+    // A block written by nobody is still zero on A (the pattern did not spill).
+    qa.read(1, 8, vec![0xff; BS], 99).unwrap();
+    let c = wait_n(&mut qa, 1).pop().unwrap();
+    assert!(c.is_success());
+    assert_eq!(c.buf, vec![0u8; BS]);
+    ca.free_io_qpair(qa);
+    ca.shutdown().unwrap();
+
+    // Detach NvmeA on B while a thread keeps 16 reads (alternately 4 KiB and 128 KiB, so B
+    // has I/O in flight to A) going through B.
+    let detached = Arc::new(AtomicBool::new(false));
+    let io = {
+        let detached = Arc::clone(&detached);
+        std::thread::spawn(move || -> IoOutcome {
+            let mut r = IoOutcome::default();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut out = Vec::new();
+            let mut submitted = 0u64;
+            // Keep submitting until 32 reads failed after the detach answered, then drain.
+            let mut submitting = true;
+            while submitting || qb.outstanding() > 0 {
+                if Instant::now() > deadline {
+                    break;
+                }
+                while submitting && qb.outstanding() < 16 {
+                    let len = if submitted.is_multiple_of(2) {
+                        IN_CAPSULE
+                    } else {
+                        MAX_IO
+                    };
+                    let lba = 16_384 + (submitted % 32) * (MAX_IO / BS) as u64;
+                    match qb.read(1, lba, vec![0; len], submitted) {
+                        Ok(_) => submitted += 1,
+                        Err(rej) => {
+                            r.host_err = Some(rej.error);
+                            return r;
+                        }
+                    }
+                }
+                out.clear();
+                if let Err(e) = qb.process_completions(&mut out) {
+                    r.host_err = Some(e);
+                    return r;
+                }
+                let after = detached.load(Ordering::Acquire);
+                for c in out.drain(..) {
+                    if c.is_success() {
+                        if after {
+                            r.ok_after += 1;
+                        } else {
+                            r.ok_before += 1;
+                        }
+                    } else {
+                        r.failed.push(c);
+                    }
+                }
+                if after && r.failed.len() >= 32 {
+                    submitting = false;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            r.left = qb.outstanding();
+            r.submitted = submitted;
+            r
+        })
+    };
+    // Let some reads succeed before the detach.
+    std::thread::sleep(Duration::from_millis(300));
+    let detach_started = Instant::now();
+    let r = b.call(
+        "bdev_nvme_detach_controller",
+        Some(json!({"name": "NvmeA"})),
+    );
+    detached.store(true, Ordering::Release);
+    assert_eq!(r.unwrap(), json!(true), "B log:\n{}", b.log());
+    assert!(detach_started.elapsed() < Duration::from_secs(15));
+    // After the detach, I/O through B fails within a bounded time and nothing stays
+    // outstanding (the thread gives up after 30 s overall).
+    let r = io.join().unwrap();
+    assert!(r.host_err.is_none(), "queue pair failed: {:?}", r.host_err);
+    assert_eq!(r.left, 0, "I/O still outstanding on B after detach: {r:?}");
+    assert!(
+        r.ok_before > 0,
+        "no read succeeded before the detach: {r:?}"
+    );
+    assert!(
+        r.failed.len() >= 32,
+        "too few failed reads after detach: {r:?}\nB log:\n{}",
+        b.log()
+    );
+    for c in &r.failed {
+        assert!(!c.is_success());
+        assert_eq!(
+            c.buf.len(),
+            if c.tag.is_multiple_of(2) {
+                IN_CAPSULE
+            } else {
+                MAX_IO
+            }
+        );
+    }
+    // Once the namespace is gone, B answers Invalid Namespace or Format, Do Not Retry, as
+    // SPDK's nvmf does for an inactive NSID.
+    assert_eq!(
+        r.failed.last().unwrap().status,
+        Status::new(Sct::GENERIC, GenericStatus::INVALID_NAMESPACE_OR_FORMAT.0).with_dnr()
+    );
+
+    // B still answers: NvmeAn1 is gone, the subsystem is still listed.
+    let err = b
+        .call("bdev_get_bdevs", Some(json!({"name": "NvmeAn1"})))
+        .unwrap_err();
+    assert_eq!(err.code, -19, "{err:?}");
+    let all = b.call("bdev_get_bdevs", None).unwrap();
+    assert_eq!(all, json!([]));
+    assert_eq!(
+        b.call("bdev_nvme_get_controllers", None).unwrap(),
+        json!([])
+    );
+    let subs = b.call("nvmf_get_subsystems", None).unwrap();
+    let nqns: Vec<&str> = subs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["nqn"].as_str().unwrap())
+        .collect();
+    assert!(nqns.contains(&NQN_B), "{subs}");
+
+    // A is unaffected by B's detach: still serving the data.
+    let mut ca = connect(port_a, NQN_A);
+    let mut qa = ca.alloc_io_qpair(32).unwrap();
+    read_and_check(&mut qa, &ext[..6], 16, "A after detach");
+    ca.free_io_qpair(qa);
+    ca.shutdown().unwrap();
+    drop(cb);
+
+    b.signal("TERM");
+    let st = b.wait_exit(Duration::from_secs(15));
+    assert_eq!(
+        st.map(|s| s.code()),
+        Some(Some(0)),
+        "B did not exit 0 on SIGTERM; log:\n{}",
+        b.log()
+    );
+    let log = b.log();
+    assert!(!log.contains("panicked"), "{log}");
+    drop(a);
+}
