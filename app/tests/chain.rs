@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Target;
@@ -69,16 +69,18 @@ fn start_target_a(port: u16) -> Target {
 
 /// Target B, configured only over RPC: attaches A's subsystem as controller "NvmeA" and
 /// exports the resulting bdev NvmeAn1 as NSID 1 of `NQN_B` on 127.0.0.1:`port_b`.
-fn start_target_b(port_a: u16, port_b: u16) -> Target {
+/// `extra` holds more `bdev_nvme_attach_controller` parameters (digests).
+fn start_target_b(port_a: u16, port_b: u16, extra: Value) -> Target {
     let t = Target::start(&[]);
     t.wait_init();
+    let mut params = json!({"name": "NvmeA", "trtype": "TCP", "adrfam": "IPv4",
+                            "traddr": "127.0.0.1", "trsvcid": port_a.to_string(),
+                            "subnqn": NQN_A});
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
     let names = t
-        .call(
-            "bdev_nvme_attach_controller",
-            Some(json!({"name": "NvmeA", "trtype": "TCP", "adrfam": "IPv4",
-                        "traddr": "127.0.0.1", "trsvcid": port_a.to_string(),
-                        "subnqn": NQN_A})),
-        )
+        .call("bdev_nvme_attach_controller", Some(params))
         .unwrap_or_else(|e| panic!("attach failed: {e:?}\nB log:\n{}", t.log()));
     assert_eq!(names, json!(["NvmeAn1"]));
     let bdevs = t
@@ -120,6 +122,15 @@ fn start_target_b(port_a: u16, port_b: u16) -> Target {
     t
 }
 
+/// Waits (at most 20 s) until the I/O thread has seen 8 successful completions.
+fn wait_progress(progress: &AtomicU64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while progress.load(Ordering::Acquire) < 8 {
+        assert!(Instant::now() < deadline, "I/O through B made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// What the reader thread saw around the detach.
 #[derive(Debug, Default)]
 struct IoOutcome {
@@ -132,11 +143,15 @@ struct IoOutcome {
 }
 
 fn connect(port: u16, nqn: &str) -> Controller {
+    connect_with(port, nqn, ControllerOpts::default())
+}
+
+fn connect_with(port: u16, nqn: &str, opts: ControllerOpts) -> Controller {
     let trid = TransportId::parse(&format!(
         "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{nqn}"
     ))
     .unwrap();
-    Controller::connect(&trid, ControllerOpts::default()).unwrap()
+    Controller::connect(&trid, opts).unwrap()
 }
 
 /// Polls until `n` completions arrived (at most 20 s) and returns them sorted by tag.
@@ -210,7 +225,7 @@ fn read_and_check(q: &mut IoQpair, ext: &[(u64, usize)], depth: usize, via: &str
 fn data_written_through_b_lands_on_a_and_detach_fails_inflight_io_without_hanging() {
     let (port_a, port_b) = (free_port(), free_port());
     let a = start_target_a(port_a);
-    let mut b = start_target_b(port_a, port_b);
+    let mut b = start_target_b(port_a, port_b, json!({}));
 
     // Write through B, at most 16 commands in flight.
     let ext = extents();
@@ -251,8 +266,9 @@ fn data_written_through_b_lands_on_a_and_detach_fails_inflight_io_without_hangin
     // Detach NvmeA on B while a thread keeps 16 reads (alternately 4 KiB and 128 KiB, so B
     // has I/O in flight to A) going through B.
     let detached = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(0));
     let io = {
-        let detached = Arc::clone(&detached);
+        let (detached, progress) = (Arc::clone(&detached), Arc::clone(&progress));
         std::thread::spawn(move || -> IoOutcome {
             let mut r = IoOutcome::default();
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -291,6 +307,7 @@ fn data_written_through_b_lands_on_a_and_detach_fails_inflight_io_without_hangin
                             r.ok_after += 1;
                         } else {
                             r.ok_before += 1;
+                            progress.fetch_add(1, Ordering::Release);
                         }
                     } else {
                         r.failed.push(c);
@@ -306,8 +323,8 @@ fn data_written_through_b_lands_on_a_and_detach_fails_inflight_io_without_hangin
             r
         })
     };
-    // Let some reads succeed before the detach.
-    std::thread::sleep(Duration::from_millis(300));
+    // Let some reads succeed before the detach (bounded wait).
+    wait_progress(&progress);
     let detach_started = Instant::now();
     let r = b.call(
         "bdev_nvme_detach_controller",
@@ -387,4 +404,133 @@ fn data_written_through_b_lands_on_a_and_detach_fails_inflight_io_without_hangin
     let log = b.log();
     assert!(!log.contains("panicked"), "{log}");
     drop(a);
+}
+
+#[test]
+fn target_a_killed_under_io_fails_io_through_b_and_b_survives() {
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = start_target_a(port_a);
+    // B talks to A with header and data digests; the test talks to B with digests too.
+    let mut b = start_target_b(port_a, port_b, json!({"hdgst": true, "ddgst": true}));
+    let digests = ControllerOpts {
+        header_digest: true,
+        data_digest: true,
+        ..Default::default()
+    };
+    let mut cb = connect_with(port_b, NQN_B, digests);
+    let mut qb = cb.alloc_io_qpair(32).unwrap();
+    let ext = &extents()[..8];
+    for (i, &(lba, len)) in ext.iter().enumerate() {
+        qb.write(1, lba, pattern(lba, len), i as u64).unwrap();
+    }
+    for c in wait_n(&mut qb, ext.len()) {
+        assert!(c.is_success(), "write {}: {:?}", c.tag, c.status);
+    }
+    read_and_check(&mut qb, ext, 16, "B with digests");
+
+    // Keep 16 writes of 128 KiB in flight through B, then kill A.
+    let killed = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(0));
+    let io = {
+        let (killed, progress) = (Arc::clone(&killed), Arc::clone(&progress));
+        std::thread::spawn(move || -> (IoOutcome, IoQpair) {
+            let mut r = IoOutcome::default();
+            let deadline = Instant::now() + Duration::from_secs(40);
+            let mut out = Vec::new();
+            let mut submitted = 0u64;
+            let mut submitting = true;
+            while (submitting || qb.outstanding() > 0) && Instant::now() < deadline {
+                while submitting && qb.outstanding() < 16 {
+                    let lba = 16_384 + (submitted % 32) * (MAX_IO / BS) as u64;
+                    match qb.write(1, lba, pattern(lba, MAX_IO), submitted) {
+                        Ok(_) => submitted += 1,
+                        Err(rej) => {
+                            r.host_err = Some(rej.error);
+                            return (r, qb);
+                        }
+                    }
+                }
+                out.clear();
+                if let Err(e) = qb.process_completions(&mut out) {
+                    r.host_err = Some(e);
+                    return (r, qb);
+                }
+                let after = killed.load(Ordering::Acquire);
+                for c in out.drain(..) {
+                    match (c.is_success(), after) {
+                        (true, false) => {
+                            r.ok_before += 1;
+                            progress.fetch_add(1, Ordering::Release);
+                        }
+                        (true, true) => r.ok_after += 1,
+                        (false, _) => r.failed.push(c),
+                    }
+                }
+                if after && r.failed.len() >= 16 {
+                    submitting = false;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            r.left = qb.outstanding();
+            r.submitted = submitted;
+            (r, qb)
+        })
+    };
+    wait_progress(&progress);
+    a.signal("KILL");
+    killed.store(true, Ordering::Release);
+    assert!(a.wait_exit(Duration::from_secs(10)).is_some());
+    let (r, qb) = io.join().unwrap();
+    assert!(
+        r.host_err.is_none(),
+        "queue pair to B failed: {:?}",
+        r.host_err
+    );
+    assert_eq!(
+        r.left, 0,
+        "writes still outstanding on B after A died: {r:?}"
+    );
+    assert!(r.ok_before > 0, "no write succeeded before A died: {r:?}");
+    assert!(
+        r.failed.len() >= 16,
+        "too few failed writes after A died: {r:?}\nB log:\n{}",
+        b.log()
+    );
+    assert!(
+        r.failed
+            .iter()
+            .all(|c| !c.is_success() && c.buf.len() == MAX_IO)
+    );
+    cb.free_io_qpair(qb);
+
+    // B still answers RPCs and keeps the failed controller (no reconnect_delay_sec: as SPDK,
+    // a failed controller stays until detached); detaching it succeeds, and afterwards
+    // neither the controller nor its bdev is listed.
+    let subs = b.call("nvmf_get_subsystems", None).unwrap();
+    assert!(subs.to_string().contains(NQN_B), "{subs}");
+    let ctrlrs = b.call("bdev_nvme_get_controllers", None).unwrap();
+    assert_eq!(ctrlrs[0]["name"], json!("NvmeA"), "{ctrlrs}");
+    assert_eq!(
+        b.call(
+            "bdev_nvme_detach_controller",
+            Some(json!({"name": "NvmeA"}))
+        )
+        .unwrap(),
+        json!(true)
+    );
+    assert_eq!(
+        b.call("bdev_nvme_get_controllers", None).unwrap(),
+        json!([])
+    );
+    assert_eq!(b.call("bdev_get_bdevs", None).unwrap(), json!([]));
+    drop(cb);
+    b.signal("TERM");
+    let st = b.wait_exit(Duration::from_secs(15));
+    assert_eq!(
+        st.map(|s| s.code()),
+        Some(Some(0)),
+        "B did not exit 0 on SIGTERM; log:\n{}",
+        b.log()
+    );
+    assert!(!b.log().contains("panicked"), "{}", b.log());
 }
