@@ -93,10 +93,10 @@ pub struct InteropArgs {
 }
 
 impl InteropArgs {
-    /// The run `cargo xtask ci` does: TCP, against [`CI_AGAINST_KERNEL_TARGET`]'s choice.
+    /// The run `cargo xtask ci` does: TCP then RDMA (soft-RoCE), against [`CI_AGAINST_KERNEL_TARGET`]'s choice.
     pub fn for_ci() -> Self {
         InteropArgs {
-            transport: Transport::Tcp,
+            transport: Transport::All,
             keep: false,
             target_bin: None,
             kernel_target: CI_AGAINST_KERNEL_TARGET,
@@ -208,7 +208,12 @@ pub fn interop(root: &Path, args: &InteropArgs) -> Result<()> {
         ("kernel-target", vm.join("snippets/kernel-target.sh"))
     } else {
         let bin = host_step(&mut report, "host/nvmf_tgt", || {
-            stage_target(root, &work, args.target_bin.as_deref())
+            stage_target(
+                root,
+                &work,
+                args.target_bin.as_deref(),
+                args.transport != Transport::Tcp,
+            )
         })?;
         extra.push(bin);
         ("nvmf-tgt", vm.join("snippets/nvmf-tgt.sh"))
@@ -339,12 +344,18 @@ fn build_guest(vm: &Path, work: &Path) -> Result<()> {
 }
 
 /// Builds (or takes) nvmf_tgt and copies it, without debug info, to `work/payload/nvmf_tgt`.
-fn stage_target(root: &Path, work: &Path, given: Option<&Path>) -> Result<PathBuf> {
+fn stage_target(root: &Path, work: &Path, given: Option<&Path>, rdma: bool) -> Result<PathBuf> {
     let src = match given {
         Some(p) => p.to_path_buf(),
         None => {
+            // With RDMA in the run, the target needs the verbs transport (feature `rdma`).
+            let mut args = vec!["build", "--release", "-p", "app", "--bin", "nvmf_tgt"];
+            if rdma {
+                crate::install_rdma_build_deps(root)?;
+                args.extend(["--features", "rdma"]);
+            }
             let status = Command::new("cargo")
-                .args(["build", "--release", "-p", "app", "--bin", "nvmf_tgt"])
+                .args(&args)
                 .current_dir(root)
                 .status()
                 .context("cannot start cargo")?;
@@ -554,9 +565,9 @@ mod tests {
     }
 
     #[test]
-    fn ci_runs_tcp_against_our_target_with_the_issue_fio_runtime() {
+    fn ci_runs_tcp_and_rdma_against_our_target_with_the_issue_fio_runtime() {
         let a = InteropArgs::for_ci();
-        assert_eq!(a.transport, Transport::Tcp);
+        assert_eq!(a.transport, Transport::All);
         assert!(!a.kernel_target, "CI drives nvmf_tgt, not nvmet");
         assert_eq!(a.target_bin, None);
         assert_eq!(a.fio_runtime, 20);

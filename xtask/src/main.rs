@@ -11,6 +11,7 @@
 //!   drives is [`interop::CI_AGAINST_KERNEL_TARGET`] (our `nvmf_tgt`; `--kernel-target` runs
 //!   the Linux kernel target as the control).
 
+mod bench;
 mod interop;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,32 @@ enum Cmd {
     Loom,
     /// Boot a QEMU guest and drive the target with the kernel NVMe-oF hosts, nvme-cli and fio.
     Interop(interop::InteropArgs),
+    /// NVMe/TCP throughput of nvmf_tgt + nvme_perf against a bare TCP echo (the wire's limit).
+    Bench(bench::BenchArgs),
+    /// (used by `bench`) TCP echo server: answers each `request`-byte message with `response` bytes.
+    #[command(hide = true)]
+    EchoServer {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        request: usize,
+        #[arg(long)]
+        response: usize,
+    },
+    /// (used by `bench`) TCP echo client: prints operations per second.
+    #[command(hide = true)]
+    EchoClient {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        request: usize,
+        #[arg(long)]
+        response: usize,
+        #[arg(long)]
+        depth: usize,
+        #[arg(long)]
+        seconds: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -50,6 +77,19 @@ fn main() -> Result<()> {
         Cmd::Setup => setup(&root).map(|_| ()),
         Cmd::Loom => loom(&root),
         Cmd::Interop(args) => interop::interop(&root, &args),
+        Cmd::Bench(args) => bench::bench(&root, &args),
+        Cmd::EchoServer {
+            port,
+            request,
+            response,
+        } => bench::echo_server(port, request, response),
+        Cmd::EchoClient {
+            port,
+            request,
+            response,
+            depth,
+            seconds,
+        } => bench::echo_client(port, request, response, depth, seconds),
     }
 }
 
@@ -75,8 +115,43 @@ fn run(dir: &Path, prog: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(
     Ok(())
 }
 
-/// Creates `target/xtask-venv` with SPDK's Python client and returns the path of `spdk-rpc`.
+/// Debian packages the `rdma` feature builds against (rdma-sys runs bindgen over the verbs headers).
+const RDMA_BUILD_PACKAGES: &[&str] = &[
+    "libibverbs-dev",
+    "librdmacm-dev",
+    "clang",
+    "libclang-dev",
+    "pkg-config",
+];
+
+/// Installs the Debian packages the `rdma` feature needs, when missing (CI runs as root).
+pub(crate) fn install_rdma_build_deps(root: &Path) -> Result<()> {
+    let missing: Vec<&str> = RDMA_BUILD_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg")
+                .args(["-s", p])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    run(root, "apt-get", &["update", "-q"], &env)?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(missing);
+    run(root, "apt-get", &args, &env)
+}
+
+/// Creates `target/xtask-venv` with SPDK's Python client and returns the path of `spdk-rpc`;
+/// installs the RDMA build dependencies.
 fn setup(root: &Path) -> Result<PathBuf> {
+    install_rdma_build_deps(root)?;
     let venv = root.join("target/xtask-venv");
     let spdk_rpc = venv.join("bin/spdk-rpc");
     if spdk_rpc.exists() {
@@ -128,6 +203,31 @@ fn ci(root: &Path) -> Result<()> {
         "cargo",
         &["test", "--workspace", "--", "--include-ignored"],
         &[("SPDK_RPC", &spdk_rpc_s)],
+    )?;
+    // The NVMe/RDMA transport with its verbs layer (feature `rdma`; no RDMA device needed).
+    run(
+        root,
+        "cargo",
+        &[
+            "clippy",
+            "-p",
+            "rspdk-nvmf-rdma",
+            "-p",
+            "app",
+            "--features",
+            "rspdk-nvmf-rdma/rdma,app/rdma",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    run(
+        root,
+        "cargo",
+        &["test", "-p", "rspdk-nvmf-rdma", "--features", "rdma"],
+        &[],
     )?;
     loom(root)?;
     if std::env::var(interop::CI_GUARD_ENV).as_deref() == Ok("0") {
