@@ -2,6 +2,7 @@
 //! I/O queue pair and a poller; large I/O is split into several NVMe commands.
 
 use std::cell::RefCell;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,10 +58,52 @@ struct ChanState {
     failed_at: Option<Instant>,
 }
 
-/// A per-Thread channel: the queue pair and the poller that reaps it.
+/// A per-Thread channel: the queue pair and the poller that reaps it (and, when the reactors
+/// run in interrupt mode, an fd interrupt on the queue pair's socket so that a completion
+/// wakes a sleeping reactor).
 pub struct NvmeChannel {
     st: Rc<RefCell<ChanState>>,
     _poller: env::Poller,
+    _intr: Rc<RefCell<Option<(RawFd, env::Interrupt)>>>,
+}
+
+/// In interrupt mode: keeps an fd interrupt registered on the queue pair's current socket.
+/// Dropped as soon as the qpair failed (its socket is still open then, so the epoll entry
+/// removed is ours), registered again once a reconnect gave the qpair a new socket.
+fn arm_interrupt(
+    st: &Rc<RefCell<ChanState>>,
+    ctrlr: &Arc<NvmeCtrlr>,
+    slot: &RefCell<Option<(RawFd, env::Interrupt)>>,
+) {
+    let want = {
+        let s = st.borrow();
+        if s.qpair.failure().is_some() {
+            None
+        } else {
+            s.qpair.raw_fd()
+        }
+    };
+    let have = slot.borrow().as_ref().map(|(fd, _)| *fd);
+    if want == have {
+        return;
+    }
+    // Drop the old registration first: the new socket may reuse the descriptor number.
+    slot.borrow_mut().take();
+    let Some(fd) = want else { return };
+    let weak = Rc::downgrade(st);
+    let c = Arc::clone(ctrlr);
+    match env::interrupt_register(fd, move || {
+        let Some(st) = weak.upgrade() else {
+            return env::PollStatus::Idle;
+        };
+        let busy = st.borrow_mut().poll(&c);
+        env::PollStatus::from_busy(busy)
+    }) {
+        Ok(i) => *slot.borrow_mut() = Some((fd, i)),
+        Err(e) => {
+            tracing::error!(ctrlr = %ctrlr.name(), error = %e, "cannot register the I/O queue pair interrupt");
+        }
+    }
 }
 
 fn tag(parent: u32, child: u32) -> u64 {
@@ -282,16 +325,33 @@ impl BdevOps for NvmeBdev {
             done: Vec::new(),
             failed_at: None,
         }));
-        let st2 = Rc::clone(&st);
+        let interrupt_mode = env::reactors().is_some_and(|r| r.interrupt_mode());
+        let intr: Rc<RefCell<Option<(RawFd, env::Interrupt)>>> = Rc::default();
+        if interrupt_mode {
+            arm_interrupt(&st, &self.ctrlr, &intr);
+        }
+        let st2 = Rc::downgrade(&st);
+        let intr2 = Rc::downgrade(&intr);
         let ctrlr = Arc::clone(&self.ctrlr);
         let poller = env::poller_register(move || {
-            let busy = st2.borrow_mut().poll(&ctrlr);
+            let Some(st) = st2.upgrade() else {
+                return env::PollStatus::Idle;
+            };
+            let busy = {
+                let mut s = st.borrow_mut();
+                // Bytes the socket did not take yet must not wait for a wake-up.
+                s.poll(&ctrlr) || s.qpair.has_unsent()
+            };
+            if interrupt_mode && let Some(intr) = intr2.upgrade() {
+                arm_interrupt(&st, &ctrlr, &intr);
+            }
             env::PollStatus::from_busy(busy)
         })
         .map_err(|_| BdevError::NoThread)?;
         Ok(NvmeChannel {
             st,
             _poller: poller,
+            _intr: intr,
         })
     }
 

@@ -826,6 +826,17 @@ impl IoQpair {
         self.qp.failure()
     }
 
+    /// The descriptor that becomes readable when the target sent something (`None` if the
+    /// transport has none); it changes when the qpair is reconnected.
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.qp.raw_fd()
+    }
+
+    /// True while submitted bytes are still queued in user space (the socket was full).
+    pub fn has_unsent(&self) -> bool {
+        self.qp.has_unsent()
+    }
+
     fn check_range(
         &self,
         nsid: u32,

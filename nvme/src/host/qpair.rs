@@ -1,6 +1,7 @@
 //! Transport-independent queue pair (SPDK `struct spdk_nvme_qpair` + `nvme_qpair.c`):
 //! command identifiers, fabrics Connect, per-command timeouts, failure handling.
 
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use super::transport::{Payload, QpairParams, RawCompletion, Transport, TransportQpair};
@@ -153,6 +154,18 @@ impl Qpair {
     /// fails the qpair (SPDK's timeout action "reset": the owner resets the controller).
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
         self.timeout = timeout;
+    }
+
+    /// The transport's descriptor that becomes readable when the target sent something
+    /// (`None` if the transport has none): an event loop may wait on it between polls.
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.tq.raw_fd()
+    }
+
+    /// True while submitted bytes are still queued in user space (the socket was full):
+    /// poll again soon rather than wait for [`Qpair::raw_fd`].
+    pub fn has_unsent(&self) -> bool {
+        self.tq.has_unsent()
     }
 
     /// Largest in-capsule data on this qpair.

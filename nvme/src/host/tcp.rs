@@ -13,6 +13,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
 use super::transport::{Payload, QpairParams, RawCompletion, Transport, TransportQpair};
@@ -508,6 +509,8 @@ pub struct TcpQpair<S> {
     proto: TcpProto,
     stream: S,
     rx: Box<[u8]>,
+    /// The socket's descriptor (set for real sockets by [`TcpTransport`]).
+    fd: Option<RawFd>,
 }
 
 impl<S: Read + Write + Send> TcpQpair<S> {
@@ -517,6 +520,7 @@ impl<S: Read + Write + Send> TcpQpair<S> {
             proto: TcpProto::new(queue_size, hdgst, ddgst),
             stream,
             rx: vec![0u8; 256 * 1024].into_boxed_slice(),
+            fd: None,
         }
     }
 
@@ -597,6 +601,14 @@ impl<S: Read + Write + Send> TransportQpair for TcpQpair<S> {
         self.drive(done)
     }
 
+    fn raw_fd(&self) -> Option<RawFd> {
+        self.fd
+    }
+
+    fn has_unsent(&self) -> bool {
+        !self.proto.poll_transmit().is_empty()
+    }
+
     fn max_in_capsule(&self) -> u32 {
         self.proto.max_in_capsule()
     }
@@ -634,7 +646,9 @@ impl Transport for TcpTransport {
         stream
             .set_nonblocking(true)
             .map_err(|e| HostError::io("set non-blocking", &e))?;
+        let fd = stream.as_raw_fd();
         let mut q = TcpQpair::new(stream, params.queue_size, params.hdgst, params.ddgst);
+        q.fd = Some(fd);
         q.wait_connected(deadline)?;
         tracing::debug!(%addr, qid = params.qid, "NVMe/TCP qpair connected");
         Ok(Box::new(q))

@@ -3,6 +3,8 @@
 //! wire (command identifiers, fabrics Connect, timeouts). TCP is built in
 //! ([`super::tcp::TcpTransport`]); RDMA and PCIe implement the same two traits.
 
+use std::os::fd::RawFd;
+
 use super::{HostError, TransportId};
 use crate::spec::cqe::Cqe;
 use crate::spec::sqe::Sqe;
@@ -102,4 +104,16 @@ pub trait TransportQpair: Send {
     /// Take back every outstanding command's CID and buffer (after a failure or before a
     /// drop), so the caller can complete them as aborted.
     fn abort_all(&mut self) -> Vec<(u16, Vec<u8>)>;
+
+    /// The descriptor that becomes readable when the target sent something, for event-driven
+    /// polling (an interrupt-mode reactor waits on it); `None` when there is none.
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// True while queued bytes could not be handed to the kernel yet: the caller must poll
+    /// again soon instead of waiting for [`TransportQpair::raw_fd`] to become readable.
+    fn has_unsent(&self) -> bool {
+        false
+    }
 }
