@@ -1,7 +1,8 @@
 //! The target chain: the test host -> target B (`bdev_nvme` over TCP) -> target A (malloc),
 //! all on loopback. Data written through B lands on A; detaching A's controller on B fails
 //! the I/O in flight with an NVMe error status, and B keeps serving RPCs and exits 0 on
-//! SIGTERM.
+//! SIGTERM; the same when A dies under I/O. Each scenario also runs with both targets in
+//! `--interrupt-mode`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -44,11 +45,7 @@ fn transport_params() -> Value {
 }
 
 /// Target A: Malloc0 as NSID 1 of `NQN_A` on 127.0.0.1:`port`, from a `-c` config file.
-fn start_target_a(port: u16) -> Target {
-    start_target_a_with(port, &[])
-}
-
-/// Target A with more command-line arguments.
+/// `args`: more command-line arguments.
 fn start_target_a_with(port: u16, args: &[&str]) -> Target {
     let cfg = json!({"subsystems": [
         {"subsystem": "bdev", "config": [
@@ -77,11 +74,6 @@ fn start_target_a_with(port: u16, args: &[&str]) -> Target {
 /// Target B, configured only over RPC: attaches A's subsystem as controller "NvmeA" and
 /// exports the resulting bdev NvmeAn1 as NSID 1 of `NQN_B` on 127.0.0.1:`port_b`.
 /// `extra` holds more `bdev_nvme_attach_controller` parameters (digests).
-fn start_target_b(port_a: u16, port_b: u16, extra: Value) -> Target {
-    start_target_b_with(port_a, port_b, extra, &[])
-}
-
-/// Target B with more command-line arguments.
 fn start_target_b_with(port_a: u16, port_b: u16, extra: Value, args: &[&str]) -> Target {
     let t = Target::start(args);
     t.wait_init();
@@ -235,9 +227,19 @@ fn read_and_check(q: &mut IoQpair, ext: &[(u64, usize)], depth: usize, via: &str
 
 #[test]
 fn data_written_through_b_lands_on_a_and_detach_fails_inflight_io_without_hanging() {
+    write_through_b_then_detach_under_io(&[]);
+}
+
+#[test]
+fn interrupt_mode_data_written_through_b_lands_on_a_and_detach_fails_io_without_hanging() {
+    write_through_b_then_detach_under_io(&["--interrupt-mode"]);
+}
+
+/// A and B started with `args`.
+fn write_through_b_then_detach_under_io(args: &[&str]) {
     let (port_a, port_b) = (free_port(), free_port());
-    let a = start_target_a(port_a);
-    let mut b = start_target_b(port_a, port_b, json!({}));
+    let a = start_target_a_with(port_a, args);
+    let mut b = start_target_b_with(port_a, port_b, json!({}), args);
 
     // Write through B, at most 16 commands in flight.
     let ext = extents();
@@ -420,10 +422,20 @@ fn data_written_through_b_lands_on_a_and_detach_fails_inflight_io_without_hangin
 
 #[test]
 fn target_a_killed_under_io_fails_io_through_b_and_b_survives() {
+    kill_a_under_io_through_b(&[]);
+}
+
+#[test]
+fn interrupt_mode_target_a_killed_under_io_fails_io_through_b_and_b_survives() {
+    kill_a_under_io_through_b(&["--interrupt-mode"]);
+}
+
+/// A and B started with `args`.
+fn kill_a_under_io_through_b(args: &[&str]) {
     let (port_a, port_b) = (free_port(), free_port());
-    let mut a = start_target_a(port_a);
+    let mut a = start_target_a_with(port_a, args);
     // B talks to A with header and data digests; the test talks to B with digests too.
-    let mut b = start_target_b(port_a, port_b, json!({"hdgst": true, "ddgst": true}));
+    let mut b = start_target_b_with(port_a, port_b, json!({"hdgst": true, "ddgst": true}), args);
     let digests = ControllerOpts {
         header_digest: true,
         data_digest: true,
