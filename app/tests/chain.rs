@@ -23,8 +23,10 @@ const BLOCKS: u64 = 131_072;
 const BS: usize = 512;
 /// Transfers up to this size are sent in the command capsule (transport option on A and B).
 const IN_CAPSULE: usize = 4096;
-/// MDTS of both targets (max_io_size).
+/// MDTS of A (max_io_size); B's bdev splits larger I/O into commands of this size.
 const MAX_IO: usize = 131_072;
+/// MDTS of B.
+const MAX_IO_B: usize = 4 * MAX_IO;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -39,9 +41,9 @@ fn listen_address(port: u16) -> Value {
            "trsvcid": port.to_string()})
 }
 
-fn transport_params() -> Value {
+fn transport_params(max_io: usize) -> Value {
     json!({"trtype": "TCP", "max_queue_depth": 128, "in_capsule_data_size": IN_CAPSULE,
-           "max_io_size": MAX_IO})
+           "max_io_size": max_io})
 }
 
 /// Target A: Malloc0 as NSID 1 of `NQN_A` on 127.0.0.1:`port`, from a `-c` config file.
@@ -53,7 +55,7 @@ fn start_target_a_with(port: u16, args: &[&str]) -> Target {
              "params": {"name": "Malloc0", "num_blocks": BLOCKS, "block_size": BS}},
             {"method": "bdev_wait_for_examine"}]},
         {"subsystem": "nvmf", "config": [
-            {"method": "nvmf_create_transport", "params": transport_params()},
+            {"method": "nvmf_create_transport", "params": transport_params(MAX_IO)},
             {"method": "nvmf_create_subsystem",
              "params": {"nqn": NQN_A, "allow_any_host": true,
                         "serial_number": "SPDK0000000000000A", "max_namespaces": 4}},
@@ -94,7 +96,7 @@ fn start_target_b_with(port_a: u16, port_b: u16, extra: Value, args: &[&str]) ->
     assert_eq!(bdevs[0]["num_blocks"], json!(BLOCKS));
     assert_eq!(bdevs[0]["product_name"], json!("NVMe disk"));
     assert_eq!(
-        t.call("nvmf_create_transport", Some(transport_params()))
+        t.call("nvmf_create_transport", Some(transport_params(MAX_IO_B)))
             .unwrap(),
         json!(true)
     );
@@ -186,7 +188,9 @@ fn pattern(lba: u64, len: usize) -> Vec<u8> {
 }
 
 /// The extents the test writes: in-capsule writes (512 B, 4 KiB) at a few offsets, R2T
-/// writes (8 KiB, 64 KiB), and a 4 MiB run of 128 KiB (MDTS) writes, plus the last block.
+/// writes (8 KiB, 64 KiB), and a 4 MiB run of 128 KiB (MDTS) writes, plus the last block;
+/// then writes larger than A's MDTS that B splits (512 KiB, and 3 x 128 KiB + 1 KiB at an
+/// odd LBA).
 fn extents() -> Vec<(u64, usize)> {
     let mut v = vec![
         (0u64, BS),
@@ -200,12 +204,24 @@ fn extents() -> Vec<(u64, usize)> {
     for i in 0..32u64 {
         v.push((base + i * (MAX_IO / BS) as u64, MAX_IO));
     }
+    v.push((40_000, MAX_IO_B));
+    v.push((45_001, 3 * MAX_IO + 1024));
     v
 }
 
-/// Reads every extent (at most `depth` in flight) and asserts the bytes equal `pattern`.
-fn read_and_check(q: &mut IoQpair, ext: &[(u64, usize)], depth: usize, via: &str) {
-    for (chunk_no, chunk) in ext.chunks(depth).enumerate() {
+/// Reads every extent in commands of at most `max` bytes (at most `depth` in flight) and
+/// asserts the bytes equal `pattern`.
+fn read_and_check(q: &mut IoQpair, ext: &[(u64, usize)], max: usize, depth: usize, via: &str) {
+    let mut pieces = Vec::new();
+    for &(lba, len) in ext {
+        let mut off = 0;
+        while off < len {
+            let n = (len - off).min(max);
+            pieces.push((lba + (off / BS) as u64, n));
+            off += n;
+        }
+    }
+    for (chunk_no, chunk) in pieces.chunks(depth).enumerate() {
         for (i, &(lba, len)) in chunk.iter().enumerate() {
             q.read(1, lba, vec![0; len], i as u64).unwrap();
         }
@@ -246,6 +262,8 @@ fn write_through_b_then_detach_under_io(args: &[&str]) {
     let mut cb = connect(port_b, NQN_B);
     let ns = cb.namespace(1).unwrap().clone();
     assert_eq!((ns.block_size(), ns.num_blocks()), (BS as u32, BLOCKS));
+    // B advertises its own MDTS, larger than A's: its bdev splits what A cannot take at once.
+    assert_eq!(cb.max_xfer_size(), Some(MAX_IO_B as u32));
     let mut qb = cb.alloc_io_qpair(32).unwrap();
     for chunk in ext.chunks(16) {
         for (i, &(lba, len)) in chunk.iter().enumerate() {
@@ -263,12 +281,12 @@ fn write_through_b_then_detach_under_io(args: &[&str]) {
     }
     let total: usize = ext.iter().map(|e| e.1).sum();
     assert!(total > 4 << 20, "{total} bytes written");
-    read_and_check(&mut qb, &ext, 16, "B");
+    read_and_check(&mut qb, &ext, MAX_IO_B, 16, "B");
 
     // The same LBAs read on A directly hold the same bytes.
     let mut ca = connect(port_a, NQN_A);
     let mut qa = ca.alloc_io_qpair(32).unwrap();
-    read_and_check(&mut qa, &ext, 16, "A");
+    read_and_check(&mut qa, &ext, MAX_IO, 16, "A");
     // A block written by nobody is still zero on A (the pattern did not spill).
     qa.read(1, 8, vec![0xff; BS], 99).unwrap();
     let c = wait_n(&mut qa, 1).pop().unwrap();
@@ -402,7 +420,7 @@ fn write_through_b_then_detach_under_io(args: &[&str]) {
     // A is unaffected by B's detach: still serving the data.
     let mut ca = connect(port_a, NQN_A);
     let mut qa = ca.alloc_io_qpair(32).unwrap();
-    read_and_check(&mut qa, &ext[..6], 16, "A after detach");
+    read_and_check(&mut qa, &ext, MAX_IO, 16, "A after detach");
     ca.free_io_qpair(qa);
     ca.shutdown().unwrap();
     drop(cb);
@@ -450,7 +468,7 @@ fn kill_a_under_io_through_b(args: &[&str]) {
     for c in wait_n(&mut qb, ext.len()) {
         assert!(c.is_success(), "write {}: {:?}", c.tag, c.status);
     }
-    read_and_check(&mut qb, ext, 16, "B with digests");
+    read_and_check(&mut qb, ext, MAX_IO_B, 16, "B with digests");
 
     // Keep 16 writes of 128 KiB in flight through B, then kill A.
     let killed = Arc::new(AtomicBool::new(false));
