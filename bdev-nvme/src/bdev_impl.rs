@@ -62,9 +62,10 @@ struct ChanState {
 /// run in interrupt mode, an fd interrupt on the queue pair's socket so that a completion
 /// wakes a sleeping reactor).
 pub struct NvmeChannel {
+    // Declared (so dropped) first: the interrupt must go before the socket it watches.
+    _intr: Rc<RefCell<Option<(RawFd, env::Interrupt)>>>,
     st: Rc<RefCell<ChanState>>,
     _poller: env::Poller,
-    _intr: Rc<RefCell<Option<(RawFd, env::Interrupt)>>>,
 }
 
 /// In interrupt mode: keeps an fd interrupt registered on the queue pair's current socket.
@@ -349,9 +350,9 @@ impl BdevOps for NvmeBdev {
         })
         .map_err(|_| BdevError::NoThread)?;
         Ok(NvmeChannel {
+            _intr: intr,
             st,
             _poller: poller,
-            _intr: intr,
         })
     }
 
