@@ -409,36 +409,6 @@ fn fabric_invalid_param() -> Status {
 
 use nvme::spec::fabrics::connect_cmd_offset::{QID as IPO_QID, SQSIZE as IPO_SQSIZE};
 
-/// Connect data NQN fields at their wire offsets (NVMe-oF 1.1 Figure 20; Linux
-/// `struct nvmf_connect_data`, SPDK `struct spdk_nvmf_fabric_connect_data`): SUBNQN at byte
-/// 256, HOSTNQN at byte 512. `nvme::spec::fabrics::ConnectData` declares them in the opposite
-/// order, so they are read from the raw bytes here; HOSTID and CNTLID come from the struct
-/// (their offsets agree).
-mod wire {
-    use nvme::spec::nqn::nqn_field;
-
-    /// Byte offset of SUBNQN.
-    pub const SUBNQN: u16 = 256;
-    /// Byte offset of HOSTNQN.
-    pub const HOSTNQN: u16 = 512;
-    const NQN_LEN: usize = 256;
-
-    fn field<'a>(raw: &'a [u8], at: u16, name: &'static str) -> Result<&'a str, nvme::Error> {
-        let at = usize::from(at);
-        nqn_field(name, raw.get(at..at + NQN_LEN).unwrap_or_default())
-    }
-
-    /// The subsystem NQN of 1024 bytes of Connect data.
-    pub fn subnqn(raw: &[u8]) -> Result<&str, nvme::Error> {
-        field(raw, SUBNQN, "subnqn")
-    }
-
-    /// The host NQN of 1024 bytes of Connect data.
-    pub fn hostnqn(raw: &[u8]) -> Result<&str, nvme::Error> {
-        field(raw, HOSTNQN, "hostnqn")
-    }
-}
-
 /// Handles a Fabrics Connect on an unconnected queue pair (SPDK `nvmf_ctrlr_cmd_connect`).
 pub(crate) fn connect(pg: &Rc<PgInner>, qp: &Rc<QpairInner>, req: &Request) -> Reply {
     let cmd = ConnectCmd::from_sqe(&req.sqe);
@@ -454,17 +424,17 @@ pub(crate) fn connect(pg: &Rc<PgInner>, qp: &Rc<QpairInner>, req: &Request) -> R
     let Ok(cd) = ConnectData::read_from(&raw) else {
         return Reply::status(GenericStatus::INVALID_FIELD.into());
     };
-    let Ok(subnqn) = wire::subnqn(&raw) else {
+    let Ok(subnqn) = cd.subnqn() else {
         tracing::error!("Connect SUBNQN is not a valid NUL-terminated string");
-        return connect_invalid(InvalidParam::in_data(wire::SUBNQN));
+        return connect_invalid(InvalidParam::in_data(connect_data_offset::SUBNQN));
     };
     let Some(snap) = pg.subsystem(subnqn) else {
         tracing::error!(subnqn, "Connect to unknown subsystem");
-        return connect_invalid(InvalidParam::in_data(wire::SUBNQN));
+        return connect_invalid(InvalidParam::in_data(connect_data_offset::SUBNQN));
     };
-    let Ok(hostnqn) = wire::hostnqn(&raw) else {
+    let Ok(hostnqn) = cd.hostnqn() else {
         tracing::error!("Connect HOSTNQN is not a valid NUL-terminated string");
-        return connect_invalid(InvalidParam::in_data(wire::HOSTNQN));
+        return connect_invalid(InvalidParam::in_data(connect_data_offset::HOSTNQN));
     };
     if snap.state != crate::subsystem::SubsystemState::Active {
         tracing::error!(subnqn, "Connect while the subsystem is not active");
@@ -664,7 +634,7 @@ fn connect_io(
     }
     if shared.hostnqn != hostnqn {
         tracing::error!(hostnqn, "I/O connect host differs from the admin connect");
-        return connect_invalid(InvalidParam::in_data(wire::HOSTNQN));
+        return connect_invalid(InvalidParam::in_data(connect_data_offset::HOSTNQN));
     }
     let cc = shared.cc();
     if cc.en() == 0 {

@@ -106,7 +106,8 @@ pub mod connect_cmd_offset {
     pub const KATO: u16 = offset_of!(ConnectCmd, kato) as u16;
 }
 
-/// Connect command data (NVMe-oF 1.1, Figure 20).
+/// Connect command data (NVMe-oF 1.1, Figure 20): HOSTID @0, CNTLID @16, SUBNQN @256,
+/// HOSTNQN @512.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub struct ConnectData {
@@ -116,10 +117,10 @@ pub struct ConnectData {
     pub cntlid: U16,
     /// Reserved.
     pub rsvd1: [u8; 238],
-    /// Host NQN, NUL-terminated.
-    pub hostnqn: [u8; NQN_FIELD_LEN],
-    /// Subsystem NQN, NUL-terminated.
+    /// Subsystem NQN, NUL-terminated (byte 256).
     pub subnqn: [u8; NQN_FIELD_LEN],
+    /// Host NQN, NUL-terminated (byte 512).
+    pub hostnqn: [u8; NQN_FIELD_LEN],
     /// Reserved.
     pub rsvd2: [u8; 256],
 }
@@ -440,8 +441,8 @@ mod tests {
     #[test]
     fn connect_data_offsets_match_nvmf_figure_20() {
         assert_eq!(connect_data_offset::CNTLID, 16);
-        assert_eq!(connect_data_offset::HOSTNQN, 256);
-        assert_eq!(connect_data_offset::SUBNQN, 512);
+        assert_eq!(connect_data_offset::SUBNQN, 256);
+        assert_eq!(connect_data_offset::HOSTNQN, 512);
     }
 
     #[test]
@@ -466,6 +467,11 @@ mod tests {
         .unwrap();
         let bytes = d.as_bytes();
         assert_eq!(&bytes[16..18], &[0xff, 0xff]);
+        // Wire offsets (NVMe-oF 1.1 Figure 20; Linux nvmf_connect_data, SPDK spdk_nvmf_fabric_connect_data).
+        assert_eq!(&bytes[256..256 + 26], b"nqn.2016-06.io.spdk:cnode1");
+        assert_eq!(&bytes[512..512 + 33], b"nqn.2014-08.org.nvmexpress:uuid:a");
+        assert_eq!(connect_data_offset::SUBNQN, 256);
+        assert_eq!(connect_data_offset::HOSTNQN, 512);
         let v = ConnectData::view(bytes).unwrap();
         assert_eq!(v.subnqn().unwrap(), "nqn.2016-06.io.spdk:cnode1");
         assert_eq!(v.hostnqn().unwrap(), "nqn.2014-08.org.nvmexpress:uuid:a");
@@ -485,10 +491,10 @@ mod tests {
 
     #[test]
     fn invalid_param_dw0_layout_matches_spdk() {
-        // SPDK_NVMF_INVALID_CONNECT_DATA(rsp, subnqn): iattr=1, ipo=512.
+        // SPDK_NVMF_INVALID_CONNECT_DATA(rsp, subnqn): iattr=1, ipo=256.
         let p = InvalidParam::in_data(connect_data_offset::SUBNQN);
-        assert_eq!(p.to_dw0(), 0x0200_0001);
-        assert_eq!(InvalidParam::from_dw0(0x0200_0001), p);
+        assert_eq!(p.to_dw0(), 0x0100_0001);
+        assert_eq!(InvalidParam::from_dw0(0x0100_0001), p);
         assert_eq!(
             InvalidParam::in_cmd(connect_cmd_offset::QID).to_dw0(),
             42 << 16
