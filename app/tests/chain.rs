@@ -1,7 +1,8 @@
 //! The target chain: the test host -> target B (`bdev_nvme` over TCP) -> target A (malloc),
 //! all on loopback. Data written through B lands on A; detaching A's controller on B fails
 //! the I/O in flight with an NVMe error status, and B keeps serving RPCs and exits 0 on
-//! SIGTERM; the same when A dies under I/O. Each scenario also runs with both targets in
+//! SIGTERM; the same when A dies under I/O; with reconnect_delay_sec B reconnects to a
+//! restarted A. Each scenario also runs with both targets in
 //! `--interrupt-mode`.
 #![allow(clippy::unwrap_used)]
 
@@ -637,4 +638,71 @@ fn interrupt_mode_b_completes_io_from_a_without_waiting_for_a_timer() {
         "{}",
         b.log()
     );
+}
+
+/// A and B started with `args`; B attaches with `reconnect_delay_sec` 1 and no loss
+/// timeout. A is killed and started again on the same port: reads through B work again.
+fn restart_a_and_b_reconnects(args: &[&str]) {
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = start_target_a_with(port_a, args);
+    let mut b = start_target_b_with(
+        port_a,
+        port_b,
+        json!({"ctrlr_loss_timeout_sec": -1, "reconnect_delay_sec": 1}),
+        args,
+    );
+    let mut cb = connect(port_b, NQN_B);
+    let mut qb = cb.alloc_io_qpair(8).unwrap();
+    qb.write(1, 64, pattern(64, IN_CAPSULE), 0).unwrap();
+    assert!(wait_n(&mut qb, 1)[0].is_success());
+    a.signal("KILL");
+    assert!(a.wait_exit(Duration::from_secs(10)).is_some());
+    drop(a);
+    // While A is down, reads through B fail (bounded) rather than hang.
+    qb.read(1, 64, vec![0; IN_CAPSULE], 1).unwrap();
+    let down = wait_n(&mut qb, 1).pop().unwrap();
+    assert!(!down.is_success());
+    let _a2 = start_target_a_with(port_a, args);
+    // A fresh malloc bdev reads zeroes; B reconnects within a few reconnect delays.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut tag = 2;
+    loop {
+        qb.read(1, 64, vec![0xff; IN_CAPSULE], tag).unwrap();
+        let c = wait_n(&mut qb, 1).pop().unwrap();
+        if c.is_success() {
+            assert_eq!(c.buf, vec![0u8; IN_CAPSULE]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never reconnected to A: {:?}\nB log:\n{}",
+            c.status,
+            b.log()
+        );
+        tag += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    qb.write(1, 64, pattern(64, IN_CAPSULE), 1000).unwrap();
+    assert!(wait_n(&mut qb, 1)[0].is_success());
+    qb.read(1, 64, vec![0; IN_CAPSULE], 1001).unwrap();
+    assert!(wait_n(&mut qb, 1)[0].buf == pattern(64, IN_CAPSULE));
+    cb.free_io_qpair(qb);
+    cb.shutdown().unwrap();
+    b.signal("TERM");
+    assert_eq!(
+        b.wait_exit(Duration::from_secs(15)).map(|s| s.code()),
+        Some(Some(0)),
+        "{}",
+        b.log()
+    );
+}
+
+#[test]
+fn b_reconnects_to_a_restarted_target() {
+    restart_a_and_b_reconnects(&[]);
+}
+
+#[test]
+fn interrupt_mode_b_reconnects_to_a_restarted_target() {
+    restart_a_and_b_reconnects(&["--interrupt-mode"]);
 }
