@@ -13,7 +13,11 @@ use nvme::spec::{ConnectCmd, ConnectData, Sqe, validate_nqn};
 
 fn check_nqn(s: &str) {
     if validate_nqn(s).is_ok() {
-        assert!((11..=223).contains(&s.len()), "accepted NQN of {} bytes", s.len());
+        assert!(
+            (11..=223).contains(&s.len()),
+            "accepted NQN of {} bytes",
+            s.len()
+        );
         assert!(!s.contains('\0'));
         assert!(s.starts_with("nqn."), "accepted {s:?}");
     }

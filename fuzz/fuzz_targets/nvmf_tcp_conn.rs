@@ -14,9 +14,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nvme::spec::tcp::pdu::{CapsuleCmd, H2cData, IcReq, TermReq};
-use nvme::spec::tcp::{
-    DecoderConfig, Fes, Negotiated, PduEncoder, PduHeader, PduReader, PduType,
-};
+use nvme::spec::tcp::{DecoderConfig, Fes, Negotiated, PduEncoder, PduHeader, PduReader, PduType};
 use nvme::spec::{Sct, Sgl, SglDescriptor, Sqe, Status};
 use nvmf::request::{DataBuf, Response};
 use nvmf_tcp::{ConnState, ProtoConfig, TcpConnection};
@@ -64,9 +62,13 @@ impl Harness {
         );
         self.drain();
         while let Some(req) = self.conn.take_request() {
-            let read = req.sqe.opc & 3 == 2 || (req.sqe.is_fabrics() && req.sqe.fctype().0 & 3 == 2);
+            let read =
+                req.sqe.opc & 3 == 2 || (req.sqe.is_fabrics() && req.sqe.fctype().0 & 3 == 2);
             if req.data.is_some() {
-                assert_eq!(req.data.as_ref().map(|d| d.total_len()), Some(req.length as usize));
+                assert_eq!(
+                    req.data.as_ref().map(|d| d.total_len()),
+                    Some(req.length as usize)
+                );
             }
             self.taken.push((req.sqe.cid(), read, req.length));
         }
@@ -121,7 +123,11 @@ fuzz_target!(|data: &[u8]| {
     let mut conn = TcpConnection::new(cfg);
     let mut ic = Vec::new();
     if PduEncoder::new()
-        .encode(&PduHeader::IcReq(IcReq::new(hpda, hdgst, ddgst, 0)), &[], &mut ic)
+        .encode(
+            &PduHeader::IcReq(IcReq::new(hpda, hdgst, ddgst, 0)),
+            &[],
+            &mut ic,
+        )
         .is_err()
     {
         panic!("cannot encode an ICReq");
@@ -137,9 +143,17 @@ fuzz_target!(|data: &[u8]| {
         panic!("not an ICResp: {:?}", resp.header);
     };
     out.clear();
-    host.decoder_mut().set_negotiated(Negotiated { hdgst, ddgst, rx_pda: hpda });
+    host.decoder_mut().set_negotiated(Negotiated {
+        hdgst,
+        ddgst,
+        rx_pda: hpda,
+    });
     let mut enc = PduEncoder::new();
-    enc.set_negotiated(Negotiated { hdgst, ddgst, rx_pda: r.cpda });
+    enc.set_negotiated(Negotiated {
+        hdgst,
+        ddgst,
+        rx_pda: r.cpda,
+    });
     let mut h = Harness {
         conn,
         host,
@@ -161,7 +175,8 @@ fuzz_target!(|data: &[u8]| {
             match inp.u8() % 6 {
                 0 => {
                     // Command capsule: fuzzed SQE; SGL fuzzed, in-capsule or transport.
-                    let mut sqe = Sqe::read_from(&inp.array::<64>()).unwrap_or_else(|_| Sqe::new(0, 0));
+                    let mut sqe =
+                        Sqe::read_from(&inp.array::<64>()).unwrap_or_else(|_| Sqe::new(0, 0));
                     let icd = usize::from(inp.u16() % 9000);
                     let sel = inp.u8();
                     let len = inp.u32() % 200_000;
@@ -172,7 +187,9 @@ fuzz_target!(|data: &[u8]| {
                                 length: icd as u32,
                             })
                         }
-                        1 => sqe.dptr = SglDescriptor::from(Sgl::TransportDataBlock { length: len }),
+                        1 => {
+                            sqe.dptr = SglDescriptor::from(Sgl::TransportDataBlock { length: len })
+                        }
                         _ => {}
                     }
                     if sel & 0x80 != 0 {
@@ -189,10 +206,17 @@ fuzz_target!(|data: &[u8]| {
                         Some(r) if sel & 1 == 0 => r,
                         _ => (inp.u16(), inp.u16(), inp.u32() % 300_000, inp.u32() % 9000),
                     };
-                    let len = if sel & 2 != 0 { len.min(u32::from(inp.u16())) } else { len };
+                    let len = if sel & 2 != 0 {
+                        len.min(u32::from(inp.u16()))
+                    } else {
+                        len
+                    };
                     let payload = vec![sel; len.min(300_000) as usize];
                     let last = sel & 4 == 0;
-                    h.send(&PduHeader::H2cData(H2cData::new(cid, ttag, off, len, last)), &payload);
+                    h.send(
+                        &PduHeader::H2cData(H2cData::new(cid, ttag, off, len, last)),
+                        &payload,
+                    );
                 }
                 2 => {
                     let n = usize::from(inp.u8());
@@ -234,7 +258,9 @@ fuzz_target!(|data: &[u8]| {
                     let cid = h.cids.last().copied().unwrap_or(0);
                     let mut sqe = Sqe::new(0x01, cid);
                     sqe.nsid = 1.into();
-                    sqe.dptr = SglDescriptor::from(Sgl::TransportDataBlock { length: inp.u32() % 70_000 });
+                    sqe.dptr = SglDescriptor::from(Sgl::TransportDataBlock {
+                        length: inp.u32() % 70_000,
+                    });
                     h.send(&PduHeader::CapsuleCmd(CapsuleCmd::new(sqe)), &[]);
                 }
             }

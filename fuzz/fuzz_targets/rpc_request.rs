@@ -64,7 +64,9 @@ fn fixture() -> Fixture {
         d2.borrow_mut().push(req);
     });
     reg.register("drop", StateMask::BOTH, drop);
-    reg.register("runtime_only", StateMask::RUNTIME, |req: Request| req.ok(true));
+    reg.register("runtime_only", StateMask::RUNTIME, |req: Request| {
+        req.ok(true)
+    });
     reg.register_alias_deprecated("echo_old", "echo");
     let opts = ServerOpts {
         max_request_size: 16 * 1024,
@@ -85,7 +87,11 @@ fn fixture() -> Fixture {
 fn check_answer(v: &Value) {
     match v {
         Value::Object(m) => {
-            assert_eq!(m.get("jsonrpc"), Some(&Value::String("2.0".into())), "answer {v}");
+            assert_eq!(
+                m.get("jsonrpc"),
+                Some(&Value::String("2.0".into())),
+                "answer {v}"
+            );
             assert!(m.contains_key("id"), "answer without id: {v}");
             assert!(
                 m.contains_key("result") != m.contains_key("error"),
@@ -170,7 +176,11 @@ fuzz_target!(|data: &[u8]| {
         for _ in 0..3 {
             fx.server.poll();
         }
-        assert!(fx.server.connections() <= 1, "connections leak: {}", fx.server.connections());
+        assert!(
+            fx.server.connections() <= 1,
+            "connections leak: {}",
+            fx.server.connections()
+        );
         fx.deferred.borrow_mut().clear();
         // Every answer: one JSON text then "\n".
         let mut stream = serde_json::Deserializer::from_slice(&answers).into_iter::<Value>();
@@ -178,13 +188,24 @@ fuzz_target!(|data: &[u8]| {
         while let Some(v) = stream.next() {
             let v = match v {
                 Ok(v) => v,
-                Err(e) => panic!("server wrote invalid JSON ({e}): {:?}", String::from_utf8_lossy(&answers)),
+                Err(e) => panic!(
+                    "server wrote invalid JSON ({e}): {:?}",
+                    String::from_utf8_lossy(&answers)
+                ),
             };
             check_answer(&v);
             let end = stream.byte_offset();
-            assert_eq!(answers.get(end), Some(&b'\n'), "answer not followed by a newline");
+            assert_eq!(
+                answers.get(end),
+                Some(&b'\n'),
+                "answer not followed by a newline"
+            );
             last_end = end + 1;
         }
-        assert_eq!(last_end, answers.len(), "trailing bytes after the last answer");
+        assert_eq!(
+            last_end,
+            answers.len(),
+            "trailing bytes after the last answer"
+        );
     });
 });

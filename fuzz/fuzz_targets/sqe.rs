@@ -35,8 +35,21 @@ fuzz_target!(|data: &[u8]| {
         panic!("64 bytes refused as an SQE");
     };
     assert!(Sqe::read_from(data).is_ok() == (data.len() == 64));
-    let _ = (sqe.cid(), sqe.nsid(), sqe.admin_opcode(), sqe.nvm_opcode(), sqe.fuse());
-    let _ = (sqe.is_fabrics(), sqe.fctype(), sqe.psdt(), sqe.prp1(), sqe.prp2(), sqe.cdws());
+    let _ = (
+        sqe.cid(),
+        sqe.nsid(),
+        sqe.admin_opcode(),
+        sqe.nvm_opcode(),
+        sqe.fuse(),
+    );
+    let _ = (
+        sqe.is_fabrics(),
+        sqe.fctype(),
+        sqe.psdt(),
+        sqe.prp1(),
+        sqe.prp2(),
+        sqe.cdws(),
+    );
 
     // SGL
     if let Ok(sgl) = sqe.sgl().decode() {
@@ -53,7 +66,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = lp.byte_len();
     let mut s3 = Sqe::new(0x02, 1);
     lp.apply(&mut s3);
-    assert_eq!(GetLogPageArgs::from_sqe(&s3), lp, "Get Log Page args round trip");
+    assert_eq!(
+        GetLogPageArgs::from_sqe(&s3),
+        lp,
+        "Get Log Page args round trip"
+    );
     let _ = GetFeaturesArgs::from_sqe(&sqe);
     let _ = SetFeaturesArgs::from_sqe(&sqe);
     let rw = ReadWrite::from_sqe(&sqe);
@@ -67,18 +84,30 @@ fuzz_target!(|data: &[u8]| {
     let _ = ReservationArgs::from_sqe(&sqe);
     let _ = PropertyGetCmd::from_sqe(&sqe).size();
     let _ = PropertySetCmd::from_sqe(&sqe).size();
-    let _ = (PropertyGetCmd::from_sqe(&sqe).offset(), PropertySetCmd::from_sqe(&sqe).offset());
+    let _ = (
+        PropertyGetCmd::from_sqe(&sqe).offset(),
+        PropertySetCmd::from_sqe(&sqe).offset(),
+    );
 
     // Data structures.
     if let Ok(list) = NsIdDescriptor::parse_list(rest) {
         let mut out = [0u8; 4096];
         if NsIdDescriptor::write_list(&list, &mut out).is_ok() {
-            assert_eq!(NsIdDescriptor::parse_list(&out).ok(), Some(list), "descriptor list round trip");
+            assert_eq!(
+                NsIdDescriptor::parse_list(&out).ok(),
+                Some(list),
+                "descriptor list round trip"
+            );
         }
     }
     let page: [u8; 4096] = padded(rest);
     if let Ok(c) = IdentifyController::read_from_bytes(&page) {
-        let _ = (c.serial_number(), c.model_number(), c.firmware_revision(), c.subnqn());
+        let _ = (
+            c.serial_number(),
+            c.model_number(),
+            c.firmware_revision(),
+            c.subnqn(),
+        );
     }
     if let Ok(ns) = IdentifyNamespace::read_from_bytes(&page) {
         if let Some(bs) = ns.block_size() {

@@ -55,7 +55,10 @@ fn run(cfg: DecoderConfig, neg: Negotiated, early: bool, chunks: &[&[u8]]) -> Ve
                             let Some((_, left)) = expect_data.as_mut() else {
                                 panic!("data outside a PDU");
                             };
-                            assert!(d.len() as u64 <= u64::from(*left), "more data than announced");
+                            assert!(
+                                d.len() as u64 <= u64::from(*left),
+                                "more data than announced"
+                            );
                             *left -= d.len() as u32;
                             match evs.last_mut() {
                                 Some(Ev::Data(v)) => v.extend_from_slice(d),
