@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build every fuzz target, then run each for SECONDS (default 15). Exits non-zero if a target
+# Build every fuzz target, then run each for SECONDS (default 15), starting from corpus/<target>
+# (kept between runs, gitignored), seeds/<target> and regressions/<target>. Exits non-zero if a target
 # crashes (libFuzzer leaves the input under fuzz/artifacts/<target>/) or does not build.
 # Usage: fuzz/run-all.sh [SECONDS] [TARGET...]
 set -u
@@ -31,7 +32,8 @@ failed=()
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     seeds=()
-    [ -d "regressions/$t" ] && seeds=("regressions/$t")
+    [ -d "seeds/$t" ] && seeds+=("seeds/$t")
+    [ -d "regressions/$t" ] && seeds+=("regressions/$t")
     echo "=== $t: ${secs}s"
     # -timeout: one input taking longer than 10 s counts as a hang; rss_limit bounds memory.
     # timeout(1) is a backstop in case libFuzzer itself wedges.
