@@ -46,7 +46,7 @@ for t in "${targets[@]}"; do
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then
-    echo "fuzz targets with crashes: ${failed[*]}" >&2
+    echo "fuzz targets that crashed or failed to run: ${failed[*]}" >&2
     exit 1
 fi
 echo "all ${#targets[@]} fuzz targets ran ${secs}s without a crash"
