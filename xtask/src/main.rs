@@ -43,6 +43,12 @@ enum Cmd {
     Interop(interop::InteropArgs),
     /// NVMe/TCP throughput of nvmf_tgt + nvme_perf against a bare TCP echo (the wire's limit).
     Bench(bench::BenchArgs),
+    /// Build every cargo-fuzz target (fuzz/) and run each for SECONDS (installs cargo-fuzz).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(default_value_t = 15)]
+        seconds: u64,
+    },
     /// (used by `bench`) TCP echo server: answers each `request`-byte message with `response` bytes.
     #[command(hide = true)]
     EchoServer {
@@ -78,6 +84,7 @@ fn main() -> Result<()> {
         Cmd::Loom => loom(&root),
         Cmd::Interop(args) => interop::interop(&root, &args),
         Cmd::Bench(args) => bench::bench(&root, &args),
+        Cmd::Fuzz { seconds } => fuzz(&root, seconds),
         Cmd::EchoServer {
             port,
             request,
@@ -166,6 +173,22 @@ fn setup(root: &Path) -> Result<PathBuf> {
         bail!("pip installed spdk but {} is missing", spdk_rpc.display());
     }
     Ok(spdk_rpc)
+}
+
+/// Installs cargo-fuzz when missing and runs `fuzz/run-all.sh` (stable toolchain with
+/// `RUSTC_BOOTSTRAP=1`, as fuzz/README.md explains).
+fn fuzz(root: &Path, seconds: u64) -> Result<()> {
+    let have = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        run(root, "cargo", &["install", "--locked", "cargo-fuzz"], &[])?;
+    }
+    let secs = seconds.to_string();
+    run(&root.join("fuzz"), "bash", &["run-all.sh", &secs], &[])
 }
 
 fn loom(root: &Path) -> Result<()> {
