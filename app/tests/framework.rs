@@ -472,3 +472,104 @@ fn spdk_rpc_client_drives_the_target_with_spdk_shapes() {
     let b2 = common::spdk_rpc_call(&t2.sock, &["bdev_get_bdevs", "-b", "Malloc0"]).unwrap();
     assert_eq!(b2[0]["uuid"], b[0]["uuid"]);
 }
+
+/// Every key of `reference` (recursively, first element of arrays) is in `ours`.
+fn assert_shape(reference: &Value, ours: &Value, path: &str) {
+    match (reference, ours) {
+        (Value::Object(r), Value::Object(o)) => {
+            for (k, rv) in r {
+                let ov = o
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{path}.{k} missing in {ours}"));
+                assert_shape(rv, ov, &format!("{path}.{k}"));
+            }
+        }
+        (Value::Array(r), Value::Array(o)) => {
+            if let (Some(r0), Some(o0)) = (r.first(), o.first()) {
+                assert_shape(r0, o0, &format!("{path}[0]"));
+            }
+        }
+        (r, o) => assert_eq!(
+            std::mem::discriminant(r),
+            std::mem::discriminant(o),
+            "{path}: {r} vs {o}"
+        ),
+    }
+}
+
+#[test]
+#[ignore = "needs SPDK's spdk-rpc: run through `cargo xtask ci` (or `cargo xtask setup`)"]
+fn spdk_rpc_builds_the_reference_subsystem_with_spdk_shapes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let t = Target::start(&[]);
+    t.wait_init();
+    let s = &t.sock;
+    let rpc = |args: &[&str]| common::spdk_rpc_call(s, args).unwrap();
+    // What SPDK's own test setup runs (shared/reference/spdk-25.09/README.md).
+    rpc(&["bdev_malloc_create", "-b", "Malloc0", "256", "512"]);
+    rpc(&["nvmf_create_transport", "-t", "TCP"]);
+    let nqn = "nqn.2016-06.io.spdk:cnode1";
+    rpc(&[
+        "nvmf_create_subsystem",
+        nqn,
+        "-a",
+        "-s",
+        "SPDK001",
+        "-m",
+        "32",
+    ]);
+    rpc(&["nvmf_subsystem_add_ns", nqn, "Malloc0"]);
+    rpc(&[
+        "nvmf_subsystem_add_listener",
+        nqn,
+        "-t",
+        "tcp",
+        "-a",
+        "127.0.0.1",
+        "-s",
+        &port,
+    ]);
+    let disc = "nqn.2014-08.org.nvmexpress.discovery";
+    rpc(&[
+        "nvmf_subsystem_add_listener",
+        disc,
+        "-t",
+        "tcp",
+        "-a",
+        "127.0.0.1",
+        "-s",
+        &port,
+    ]);
+    let ours = rpc(&["nvmf_get_subsystems"]);
+    let reference: Value =
+        serde_json::from_str(include_str!("fixtures/spdk-25.09-nvmf_get_subsystems.json")).unwrap();
+    assert_eq!(ours.as_array().unwrap().len(), 2);
+    for (r, o) in reference
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(ours.as_array().unwrap())
+    {
+        assert_eq!(r["nqn"], o["nqn"]);
+        assert_eq!(r["subtype"], o["subtype"]);
+        assert_shape(r, o, r["nqn"].as_str().unwrap());
+    }
+    assert_eq!(ours[1]["serial_number"], "SPDK001");
+    assert_eq!(ours[1]["namespaces"][0]["bdev_name"], "Malloc0");
+    assert_eq!(ours[1]["listen_addresses"][0]["trsvcid"], json!(port));
+    // The state saved by spdk-rpc starts a new target with the same subsystems.
+    let saved = rpc(&["save_config"]);
+    drop(t);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("saved.json");
+    std::fs::write(&cfg, serde_json::to_vec(&saved).unwrap()).unwrap();
+    let t2 = Target::start(&["-c", cfg.to_str().unwrap()]);
+    t2.wait_init();
+    let again = common::spdk_rpc_call(&t2.sock, &["nvmf_get_subsystems"]).unwrap();
+    assert_eq!(again, ours);
+}

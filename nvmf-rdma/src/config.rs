@@ -87,10 +87,14 @@ impl RdmaOpts {
     /// at least one full I/O's worth of buffer units.
     pub fn from_transport_opts(opts: &TransportOpts) -> Result<RdmaOpts, RdmaError> {
         for k in opts.specific.keys() {
-            if !KNOWN.contains(&k.as_str()) {
-                return Err(RdmaError::InvalidOption(format!(
-                    "unknown RDMA transport option {k}"
-                )));
+            match nvmf::transport::classify_specific_option(k, KNOWN) {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!(option = %k, "ignoring another transport's option"),
+                Err(k) => {
+                    return Err(RdmaError::InvalidOption(format!(
+                        "unknown RDMA transport option {k}"
+                    )));
+                }
             }
         }
         let m = &opts.specific;
@@ -187,11 +191,18 @@ mod tests {
 
     #[test]
     fn unknown_or_mistyped_options_are_refused() {
-        let e = RdmaOpts::from_transport_opts(&opts(json!({"c2h_success": true}))).unwrap_err();
+        let e = RdmaOpts::from_transport_opts(&opts(json!({"srq_depth": 4}))).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid RDMA transport option: unknown RDMA transport option c2h_success"
+            "invalid RDMA transport option: unknown RDMA transport option srq_depth"
         );
+        // What `spdk-rpc nvmf_create_transport -t RDMA` sends besides RDMA's own options.
+        let o = RdmaOpts::from_transport_opts(&opts(json!({
+            "c2h_success": true, "disable_mappable_bar0": false, "disable_adaptive_irq": false,
+            "disable_shadow_doorbells": false, "no_srq": false
+        })))
+        .unwrap();
+        assert!(!o.no_srq);
         let e = RdmaOpts::from_transport_opts(&opts(json!({"no_srq": 1}))).unwrap_err();
         assert_eq!(
             e.to_string(),

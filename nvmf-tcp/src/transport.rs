@@ -47,10 +47,14 @@ impl TcpTransport {
     /// Builds the transport from validated common options, checking the TCP-specific ones.
     pub fn new(opts: TransportOpts) -> Result<TcpTransport, NvmfError> {
         for k in opts.specific.keys() {
-            if !KNOWN_OPTIONS.contains(&k.as_str()) {
-                return Err(NvmfError::InvalidParam(format!(
-                    "unknown TCP transport option {k}"
-                )));
+            match nvmf::transport::classify_specific_option(k, KNOWN_OPTIONS) {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!(option = %k, "ignoring another transport's option"),
+                Err(k) => {
+                    return Err(NvmfError::InvalidParam(format!(
+                        "unknown TCP transport option {k}"
+                    )));
+                }
             }
         }
         let c2h_success = bool_opt(&opts, "c2h_success", true)?;

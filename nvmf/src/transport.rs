@@ -474,9 +474,57 @@ impl<T: Transport> AnyTransport for T {
     }
 }
 
+/// Every transport-specific option of SPDK's transports (`nvmf_create_transport`): TCP
+/// (`c2h_success`, `sock_priority`, `control_msg_num`), RDMA (`max_srq_depth`, `no_srq`,
+/// `num_cqe`, `acceptor_backlog`, `no_wr_batching`) and vfio-user (`disable_mappable_bar0`,
+/// `disable_adaptive_irq`, `disable_shadow_doorbells`). SPDK's client sends its boolean flags for
+/// every transport type (e.g. `no_srq: false` with `-t TCP`) and SPDK decodes them relaxed, so a
+/// transport ignores the other transports' options and refuses only names that no SPDK
+/// transport has.
+pub const SPDK_TRANSPORT_SPECIFIC_OPTIONS: &[&str] = &[
+    "c2h_success",
+    "sock_priority",
+    "control_msg_num",
+    "max_srq_depth",
+    "no_srq",
+    "num_cqe",
+    "acceptor_backlog",
+    "no_wr_batching",
+    "disable_mappable_bar0",
+    "disable_adaptive_irq",
+    "disable_shadow_doorbells",
+];
+
+/// Splits a transport's specific options: `Ok(true)` for one of `own`, `Ok(false)` for another
+/// SPDK transport's option (to be ignored), `Err(name)` for a name no SPDK transport has.
+pub fn classify_specific_option<'a>(name: &'a str, own: &[&str]) -> Result<bool, &'a str> {
+    if own.contains(&name) {
+        Ok(true)
+    } else if SPDK_TRANSPORT_SPECIFIC_OPTIONS.contains(&name) {
+        Ok(false)
+    } else {
+        Err(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_transports_options_are_ignored_and_unknown_names_refused() {
+        let tcp = &["c2h_success", "sock_priority", "control_msg_num"];
+        assert_eq!(classify_specific_option("c2h_success", tcp), Ok(true));
+        assert_eq!(classify_specific_option("no_srq", tcp), Ok(false));
+        assert_eq!(
+            classify_specific_option("disable_adaptive_irq", tcp),
+            Ok(false)
+        );
+        assert_eq!(
+            classify_specific_option("c2h_sucess", tcp),
+            Err("c2h_sucess")
+        );
+    }
 
     #[test]
     fn default_opts_match_spdk_tcp_defaults() {
