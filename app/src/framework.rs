@@ -36,6 +36,9 @@ pub enum FwState {
     ShuttingDown,
 }
 
+/// How often the RPC servers are polled (SPDK `RPC_SELECT_INTERVAL`).
+const RPC_POLL_PERIOD: std::time::Duration = std::time::Duration::from_millis(4);
+
 /// The exit code the app thread hands to the main thread (shared, `Send`).
 pub type ExitCode = Arc<Mutex<Option<i32>>>;
 
@@ -208,13 +211,18 @@ impl Framework {
         let server = Rc::new(RefCell::new(server));
         *self.server.borrow_mut() = Some(server.clone());
         let s = server.clone();
-        let poller = env::poller_register(move || {
-            if s.borrow_mut().poll() {
-                PollStatus::Busy
-            } else {
-                PollStatus::Idle
-            }
-        })
+        // As SPDK (`RPC_SELECT_INTERVAL`, lib/init/rpc.c): the RPC sockets are polled every 4 ms,
+        // so the app thread's core does no socket syscalls on the I/O path between polls.
+        let poller = env::poller_register_periodic(
+            move || {
+                if s.borrow_mut().poll() {
+                    PollStatus::Busy
+                } else {
+                    PollStatus::Idle
+                }
+            },
+            RPC_POLL_PERIOD,
+        )
         .map_err(|e| format!("cannot register the RPC poller: {e}"))?;
         self.pollers.borrow_mut().push(poller);
         Ok(())
@@ -231,8 +239,11 @@ impl Framework {
         tracing::info!(addr = %server.local_addr(), "RPC over HTTP/WebSocket listening");
         *self.http.borrow_mut() = Some(server);
         let reg = self.registry.clone();
-        let poller = env::poller_register(move || PollStatus::from_busy(bridge.poll(&reg)))
-            .map_err(|e| format!("cannot register the HTTP RPC poller: {e}"))?;
+        let poller = env::poller_register_periodic(
+            move || PollStatus::from_busy(bridge.poll(&reg)),
+            RPC_POLL_PERIOD,
+        )
+        .map_err(|e| format!("cannot register the HTTP RPC poller: {e}"))?;
         self.pollers.borrow_mut().push(poller);
         Ok(())
     }
