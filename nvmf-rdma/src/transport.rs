@@ -9,10 +9,10 @@ use crate::poll_group::RdmaPollGroup;
 use crate::verbs::{CmEventKind, CmId, DeviceAttr, EventChannel};
 use nvmf::NvmfError;
 use nvmf::transport::{
-    AdrFam, DiscoverInfo, ListenAddr, PollGroupBuilder, TrType, Transport, TransportOpts,
+    DiscoverInfo, ListenAddr, PollGroupBuilder, TrType, Transport, TransportOpts,
 };
 use serde_json::{Map, Value};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// An accepted (not yet established) connection on its way to a poll group.
 #[derive(Debug)]
@@ -108,27 +108,6 @@ impl RdmaTransport {
     }
 }
 
-fn parse_addr(addr: &ListenAddr) -> Result<SocketAddr, NvmfError> {
-    let ip: IpAddr = addr
-        .traddr
-        .parse()
-        .map_err(|_| NvmfError::InvalidParam(format!("invalid traddr {}", addr.traddr)))?;
-    match (addr.adrfam, ip) {
-        (AdrFam::Ipv4, IpAddr::V4(_)) | (AdrFam::Ipv6, IpAddr::V6(_)) => {}
-        _ => {
-            return Err(NvmfError::InvalidParam(format!(
-                "traddr {} does not match adrfam {:?}",
-                addr.traddr, addr.adrfam
-            )));
-        }
-    }
-    let port: u16 = addr
-        .trsvcid
-        .parse()
-        .map_err(|_| NvmfError::InvalidParam(format!("invalid trsvcid {}", addr.trsvcid)))?;
-    Ok(SocketAddr::new(ip, port))
-}
-
 impl Transport for RdmaTransport {
     type PollGroup = RdmaPollGroup;
     type Connection = RdmaConn;
@@ -146,7 +125,7 @@ impl Transport for RdmaTransport {
         if self.listeners.iter().any(|(a, _)| a.same_as(addr)) {
             return Ok(());
         }
-        let sa = parse_addr(addr)?;
+        let sa = addr.socket_addr()?;
         if self.chan.is_none() {
             self.chan = Some(EventChannel::new()?);
         }
@@ -252,8 +231,10 @@ mod tests {
 
     #[test]
     fn unknown_option_fails_creation_with_einval() {
-        let e = transport(json!({"sock_priority": 1})).unwrap_err();
+        let e = transport(json!({"srq_depth": 1})).unwrap_err();
         assert_eq!(e.errno(), -22);
+        // Another SPDK transport's option (spdk-rpc sends TCP's flags too) is ignored, as SPDK does.
+        assert!(transport(json!({"sock_priority": 1, "c2h_success": true})).is_ok());
     }
 
     #[test]
