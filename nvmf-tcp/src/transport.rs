@@ -5,10 +5,10 @@ use crate::poll_group::TcpPollGroup;
 use crate::proto::ProtoConfig;
 use nvmf::NvmfError;
 use nvmf::transport::{
-    AdrFam, DiscoverInfo, ListenAddr, PollGroupBuilder, TrType, Transport, TransportOpts,
+    DiscoverInfo, ListenAddr, PollGroupBuilder, TrType, Transport, TransportOpts,
 };
 use serde_json::{Map, Value};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 
 /// TCP-specific options SPDK accepts in `nvmf_create_transport`.
 const KNOWN_OPTIONS: &[&str] = &["c2h_success", "sock_priority", "control_msg_num"];
@@ -88,27 +88,6 @@ impl TcpTransport {
     }
 }
 
-fn parse_addr(addr: &ListenAddr) -> Result<SocketAddr, NvmfError> {
-    let ip: IpAddr = addr
-        .traddr
-        .parse()
-        .map_err(|_| NvmfError::InvalidParam(format!("invalid traddr {}", addr.traddr)))?;
-    match (addr.adrfam, ip) {
-        (AdrFam::Ipv4, IpAddr::V4(_)) | (AdrFam::Ipv6, IpAddr::V6(_)) => {}
-        _ => {
-            return Err(NvmfError::InvalidParam(format!(
-                "traddr {} does not match adrfam {:?}",
-                addr.traddr, addr.adrfam
-            )));
-        }
-    }
-    let port: u16 = addr
-        .trsvcid
-        .parse()
-        .map_err(|_| NvmfError::InvalidParam(format!("invalid trsvcid {}", addr.trsvcid)))?;
-    Ok(SocketAddr::new(ip, port))
-}
-
 impl Transport for TcpTransport {
     type PollGroup = TcpPollGroup;
     type Connection = TcpConn;
@@ -126,7 +105,7 @@ impl Transport for TcpTransport {
         if self.listeners.iter().any(|(a, _)| a.same_as(addr)) {
             return Ok(());
         }
-        let sa = parse_addr(addr)?;
+        let sa = addr.socket_addr()?;
         let l = TcpListener::bind(sa)?;
         l.set_nonblocking(true)?;
         tracing::info!(%addr, "NVMe/TCP target listening");

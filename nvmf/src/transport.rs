@@ -147,6 +147,30 @@ fn default_adrfam() -> AdrFam {
 }
 
 impl ListenAddr {
+    /// The IP socket address of an IPv4/IPv6 listener (TCP and RDMA CM both listen on one):
+    /// `traddr` must parse as an address of family `adrfam` and `trsvcid` as a port.
+    pub fn socket_addr(&self) -> Result<std::net::SocketAddr, NvmfError> {
+        use std::net::IpAddr;
+        let ip: IpAddr = self
+            .traddr
+            .parse()
+            .map_err(|_| NvmfError::InvalidParam(format!("invalid traddr {}", self.traddr)))?;
+        match (self.adrfam, ip) {
+            (AdrFam::Ipv4, IpAddr::V4(_)) | (AdrFam::Ipv6, IpAddr::V6(_)) => {}
+            _ => {
+                return Err(NvmfError::InvalidParam(format!(
+                    "traddr {} does not match adrfam {:?}",
+                    self.traddr, self.adrfam
+                )));
+            }
+        }
+        let port: u16 = self
+            .trsvcid
+            .parse()
+            .map_err(|_| NvmfError::InvalidParam(format!("invalid trsvcid {}", self.trsvcid)))?;
+        Ok(std::net::SocketAddr::new(ip, port))
+    }
+
     /// A TCP/IPv4 address, the common case in tests.
     pub fn tcp(traddr: &str, trsvcid: &str) -> ListenAddr {
         ListenAddr {
@@ -510,6 +534,18 @@ pub fn classify_specific_option<'a>(name: &'a str, own: &[&str]) -> Result<bool,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addr_socket_addr_checks_family_address_and_port() {
+        let a = ListenAddr::tcp("127.0.0.1", "4420").socket_addr().unwrap();
+        assert_eq!(a, "127.0.0.1:4420".parse().unwrap());
+        let mut v6 = ListenAddr::tcp("::1", "4420");
+        assert!(v6.socket_addr().is_err(), "IPv6 address with adrfam IPv4");
+        v6.adrfam = AdrFam::Ipv6;
+        assert_eq!(v6.socket_addr().unwrap(), "[::1]:4420".parse().unwrap());
+        assert!(ListenAddr::tcp("localhost", "4420").socket_addr().is_err());
+        assert!(ListenAddr::tcp("127.0.0.1", "70000").socket_addr().is_err());
+    }
 
     #[test]
     fn other_transports_options_are_ignored_and_unknown_names_refused() {
