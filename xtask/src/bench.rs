@@ -144,7 +144,16 @@ pub fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
         let mut echo = Vec::new();
         for run in 0..args.runs {
             let iops = run_perf(&bin("nvme_perf"), &trid, case, args.seconds)?;
-            let ops = run_echo(&xtask, req, resp, case.depth, args.seconds)?;
+            // The idle target busy-polls core 0: stop it while the echo server has the core.
+            let pid = tgt
+                .0
+                .as_ref()
+                .map(|c| c.id().to_string())
+                .unwrap_or_default();
+            signal(&pid, "-STOP")?;
+            let ops = run_echo(&xtask, req, resp, case.depth, args.seconds);
+            signal(&pid, "-CONT")?;
+            let ops = ops?;
             eprintln!(
                 "    {} run {}/{}: nvme_perf {:.0} IOPS, echo {:.0} ops/s",
                 case.name,
@@ -196,6 +205,15 @@ pub fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
     let doc = json!({"seconds": args.seconds, "runs": args.runs, "cases": out});
     std::fs::write(&out_path, serde_json::to_vec_pretty(&doc)?)?;
     eprintln!("results written to {}", out_path.display());
+    Ok(())
+}
+
+/// `kill SIG PID`.
+fn signal(pid: &str, sig: &str) -> Result<()> {
+    let st = Command::new("kill").args([sig, pid]).status()?;
+    if !st.success() {
+        bail!("kill {sig} {pid} failed");
+    }
     Ok(())
 }
 
@@ -339,17 +357,80 @@ fn wait_port_quiet(port: u16) -> Result<()> {
     wait_port(port, Duration::from_secs(10))
 }
 
+/// Moves bytes between a non-blocking socket and counters, the way a polled target does:
+/// read everything the socket has, owe one answer per whole message, write what is owed in as
+/// few calls as the socket takes. Spins (never sleeps), like `nvmf_tgt` and `nvme_perf`.
+struct Pump {
+    stream: TcpStream,
+    /// Bytes received towards the next whole message.
+    partial: usize,
+    /// Bytes still to write.
+    owed: usize,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+impl Pump {
+    fn new(stream: TcpStream, out_msg: usize) -> Result<Pump> {
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        Ok(Pump {
+            stream,
+            partial: 0,
+            owed: 0,
+            rx: vec![0u8; 256 * 1024],
+            // Content does not matter to the wire; one large buffer serves any batch.
+            tx: vec![0x5au8; (256 * 1024).max(out_msg)],
+        })
+    }
+
+    /// Reads what is there; returns the number of whole `in_msg`-byte messages completed, or
+    /// `None` when the peer closed.
+    fn receive(&mut self, in_msg: usize) -> Result<Option<usize>> {
+        let mut whole = 0;
+        loop {
+            match self.stream.read(&mut self.rx) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    self.partial += n;
+                    whole += self.partial / in_msg;
+                    self.partial %= in_msg;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Some(whole)),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Writes as much of what is owed as the socket takes.
+    fn send(&mut self) -> Result<()> {
+        while self.owed > 0 {
+            let n = self.owed.min(self.tx.len());
+            match self.stream.write(&self.tx[..n]) {
+                Ok(0) => bail!("peer closed"),
+                Ok(w) => self.owed -= w,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Hidden subcommand: answers every `request`-byte message with `response` bytes, one
 /// connection at a time, until killed.
 pub fn echo_server(port: u16, request: usize, response: usize) -> Result<()> {
     let l = TcpListener::bind(("127.0.0.1", port))?;
     for conn in l.incoming() {
-        let mut s = conn?;
-        s.set_nodelay(true)?;
-        let mut inb = vec![0u8; request];
-        let outb = vec![0x5au8; response];
-        while s.read_exact(&mut inb).is_ok() {
-            if s.write_all(&outb).is_err() {
+        let mut p = Pump::new(conn?, response)?;
+        loop {
+            match p.receive(request) {
+                Ok(Some(n)) => p.owed += n * response,
+                Ok(None) | Err(_) => break,
+            }
+            if p.send().is_err() {
                 break;
             }
         }
@@ -365,20 +446,21 @@ pub fn echo_client(
     depth: usize,
     seconds: u64,
 ) -> Result<()> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_nodelay(true)?;
-    let outb = vec![0xa5u8; request];
-    let mut inb = vec![0u8; response];
-    for _ in 0..depth {
-        s.write_all(&outb)?;
-    }
+    let mut p = Pump::new(TcpStream::connect(("127.0.0.1", port))?, request)?;
+    p.owed = depth * request;
     let start = Instant::now();
     let limit = Duration::from_secs(seconds);
     let mut done = 0u64;
-    while start.elapsed() < limit {
-        s.read_exact(&mut inb)?;
-        done += 1;
-        s.write_all(&outb)?;
+    let mut polls = 0u32;
+    loop {
+        p.send()?;
+        let n = p.receive(response)?.context("the echo server closed")?;
+        done += n as u64;
+        p.owed += n * request;
+        polls = polls.wrapping_add(1);
+        if polls % 64 == 0 && start.elapsed() >= limit {
+            break;
+        }
     }
     println!("{:.1}", done as f64 / start.elapsed().as_secs_f64());
     Ok(())
