@@ -458,7 +458,7 @@ pub fn echo_client(
         done += n as u64;
         p.owed += n * request;
         polls = polls.wrapping_add(1);
-        if polls % 64 == 0 && start.elapsed() >= limit {
+        if polls.is_multiple_of(64) && start.elapsed() >= limit {
             break;
         }
     }
