@@ -5,11 +5,14 @@
 //!
 //! ```text
 //!  host: xtask interop ──► vm/build.sh target/interop   (apt-get, kernel .deb, initramfs; cached)
-//!                     ──► cargo build --release -p app --bin nvmf_tgt   (unless --kernel-target)
+//!                     ──► cargo build --release -p app (nvmf_tgt unless --kernel-target, host tools)
 //!                     ──► vm/run.sh  (QEMU) ─┐
 //!  guest:  /init ─► snippet (kernel-target.sh | nvmf-tgt.sh) starts the target
 //!                   └► interop.sh it_suite tcp 127.0.0.1 / rdma 10.123.0.1 (soft-RoCE)
-//!                        nvme-cli + fio steps, one `INTEROP-STEP <tr>/<step>: PASS|FAIL|SKIP` each
+//!                        nvme-cli + fio steps, then our host tools (nvme_identify, nvme_perf,
+//!                        bdevperf over bdev_nvme; NVMe/TCP), one
+//!                        `INTEROP-STEP <tr>/<step>: PASS|FAIL|SKIP` each (`--suite tools`:
+//!                        discovery, then the tools only)
 //!  host: parse the console log ─► per-step report; log kept in target/interop/logs/ on failure
 //! ```
 //!
@@ -17,10 +20,11 @@
 //! The guest build is cached in `target/interop/build` and is redone only when `build.sh` changes;
 //! the guest scripts and the target binary travel in a small per-run payload.
 //!
-//! `cargo xtask ci` runs `interop --transport tcp` at its end unless `RSPDK_INTEROP=0`. Which
+//! `cargo xtask ci` runs `interop --transport all` at its end unless `RSPDK_INTEROP=0`. Which
 //! target it drives is [`CI_AGAINST_KERNEL_TARGET`]: `false` runs our `nvmf_tgt` (the target
 //! under test); the Linux kernel target (nvmet) stays available as the control with
-//! `cargo xtask interop --kernel-target`.
+//! `cargo xtask interop --kernel-target`. A second CI run ([`InteropArgs::for_ci_host_tools`])
+//! drives our host tools against nvmet-tcp.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -66,6 +70,28 @@ impl Transport {
     }
 }
 
+/// Which host-side steps the guest runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    /// Every kernel-host step (nvme-cli, dd, fio, ...), then our host tools.
+    Full,
+    /// Discovery by the kernel host, then only our host tools (nvme_identify, nvme_perf,
+    /// bdevperf over bdev_nvme).
+    Tools,
+}
+
+impl Suite {
+    fn guest_name(self) -> &'static str {
+        match self {
+            Suite::Full => "full",
+            Suite::Tools => "tools",
+        }
+    }
+}
+
+/// Our host tools staged into the guest beside the target (NVMe/TCP host driver).
+pub const HOST_TOOLS: &[&str] = &["nvme_identify", "nvme_perf", "bdevperf"];
+
 /// Options of `cargo xtask interop`.
 #[derive(Args, Debug, Clone)]
 pub struct InteropArgs {
@@ -81,6 +107,9 @@ pub struct InteropArgs {
     /// Run the same host-side steps against the Linux kernel target (nvmet), as a control.
     #[arg(long)]
     pub kernel_target: bool,
+    /// Host-side steps to run.
+    #[arg(long, value_enum, default_value_t = Suite::Full)]
+    pub suite: Suite,
     /// Seconds of the fio verify step.
     #[arg(long, default_value_t = 20)]
     pub fio_runtime: u32,
@@ -100,9 +129,22 @@ impl InteropArgs {
             keep: false,
             target_bin: None,
             kernel_target: CI_AGAINST_KERNEL_TARGET,
+            suite: Suite::Full,
             fio_runtime: 20,
             timeout: 600,
             verbose: false,
+        }
+    }
+
+    /// The second run of `cargo xtask ci`: our host tools against the Linux kernel target
+    /// (nvmet-tcp) in the guest.
+    pub fn for_ci_host_tools() -> Self {
+        InteropArgs {
+            transport: Transport::Tcp,
+            kernel_target: true,
+            suite: Suite::Tools,
+            timeout: 300,
+            ..Self::for_ci()
         }
     }
 }
@@ -203,19 +245,17 @@ pub fn interop(root: &Path, args: &InteropArgs) -> Result<()> {
 
     host_step(&mut report, "host/debian-12", check_debian12)?;
     host_step(&mut report, "host/build-guest", || build_guest(&vm, &work))?;
-    let mut extra: Vec<PathBuf> = Vec::new();
+    // With RDMA in the run, our target needs the verbs transport (feature `rdma`).
+    let rdma = !args.kernel_target && args.transport != Transport::Tcp;
+    let mut extra = host_step(&mut report, "host/binaries", || {
+        stage_binaries(root, &work, args, rdma)
+    })?;
     let (kind, snippet) = if args.kernel_target {
         ("kernel-target", vm.join("snippets/kernel-target.sh"))
     } else {
-        let bin = host_step(&mut report, "host/nvmf_tgt", || {
-            stage_target(
-                root,
-                &work,
-                args.target_bin.as_deref(),
-                args.transport != Transport::Tcp,
-            )
-        })?;
-        extra.push(bin);
+        if let Some(given) = &args.target_bin {
+            extra.push(stage_one(&work, given)?);
+        }
         ("nvmf-tgt", vm.join("snippets/nvmf-tgt.sh"))
     };
 
@@ -224,8 +264,9 @@ pub fn interop(root: &Path, args: &InteropArgs) -> Result<()> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let tag = format!(
-        "{kind}-{}-{stamp}",
-        args.transport.guest_list().replace(',', "+")
+        "{kind}-{}-{}-{stamp}",
+        args.transport.guest_list().replace(',', "+"),
+        args.suite.guest_name()
     );
     let log = work.join("logs").join(format!("{tag}.log"));
     let keep_dir = work.join("logs").join(format!("{tag}-payload"));
@@ -343,36 +384,58 @@ fn build_guest(vm: &Path, work: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds (or takes) nvmf_tgt and copies it, without debug info, to `work/payload/nvmf_tgt`.
-fn stage_target(root: &Path, work: &Path, given: Option<&Path>, rdma: bool) -> Result<PathBuf> {
-    let src = match given {
-        Some(p) => p.to_path_buf(),
-        None => {
-            // With RDMA in the run, the target needs the verbs transport (feature `rdma`).
-            let mut args = vec!["build", "--release", "-p", "app", "--bin", "nvmf_tgt"];
-            if rdma {
-                crate::install_rdma_build_deps(root)?;
-                args.extend(["--features", "rdma"]);
-            }
-            let status = Command::new("cargo")
-                .args(&args)
-                .current_dir(root)
-                .status()
-                .context("cannot start cargo")?;
-            if !status.success() {
-                bail!("cargo build --release -p app --bin nvmf_tgt failed with {status}");
-            }
-            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root.join("target"));
-            target_dir.join("release/nvmf_tgt")
-        }
-    };
+/// Builds, in release mode, our host tools ([`HOST_TOOLS`]) and, unless the run is against the
+/// kernel target or `--target-bin` names one, nvmf_tgt; copies them without debug info to
+/// `work/payload/`. Returns the staged paths.
+fn stage_binaries(
+    root: &Path,
+    work: &Path,
+    args: &InteropArgs,
+    rdma: bool,
+) -> Result<Vec<PathBuf>> {
+    let mut bins: Vec<&str> = HOST_TOOLS.to_vec();
+    if !args.kernel_target && args.target_bin.is_none() {
+        bins.push("nvmf_tgt");
+    }
+    let mut cargo_args = vec!["build", "--release", "-p", "app"];
+    for b in &bins {
+        cargo_args.extend(["--bin", b]);
+    }
+    if rdma {
+        crate::install_rdma_build_deps(root)?;
+        cargo_args.extend(["--features", "rdma"]);
+    }
+    let status = Command::new("cargo")
+        .args(&cargo_args)
+        .current_dir(root)
+        .status()
+        .context("cannot start cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed with {status}", cargo_args.join(" "));
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    bins.iter()
+        .map(|b| stage_one(work, &target_dir.join("release").join(b)))
+        .collect()
+}
+
+/// Copies `src` to `work/payload/<name>` without debug info (it only slows the guest's
+/// initramfs unpacking; symbols stay for backtraces).
+fn stage_one(work: &Path, src: &Path) -> Result<PathBuf> {
     let dir = work.join("payload");
     fs::create_dir_all(&dir).context("cannot create target/interop/payload")?;
-    let dst = dir.join("nvmf_tgt");
-    fs::copy(&src, &dst).with_context(|| format!("cannot copy {}", src.display()))?;
-    // Debug info only slows the guest's initramfs unpacking; symbols stay for backtraces.
+    let name = src
+        .file_name()
+        .with_context(|| format!("{} has no file name", src.display()))?;
+    // The guest snippet runs /opt/user/nvmf_tgt whatever the given binary is called.
+    let dst = if HOST_TOOLS.iter().any(|t| name == *t) {
+        dir.join(name)
+    } else {
+        dir.join("nvmf_tgt")
+    };
+    fs::copy(src, &dst).with_context(|| format!("cannot copy {}", src.display()))?;
     let status = Command::new("strip")
         .arg("--strip-debug")
         .arg(&dst)
@@ -405,7 +468,14 @@ fn run_guest(
         .arg(log)
         .args(["-T", args.transport.guest_list()])
         .args(["-t", &args.timeout.to_string()])
-        .args(["-k", &format!("vmh.fio_runtime={}", args.fio_runtime)]);
+        .args([
+            "-k",
+            &format!(
+                "vmh.fio_runtime={} vmh.suite={}",
+                args.fio_runtime,
+                args.suite.guest_name()
+            ),
+        ]);
     for f in extra {
         cmd.arg("-b").arg(f);
     }
@@ -572,6 +642,27 @@ mod tests {
         assert_eq!(a.target_bin, None);
         assert_eq!(a.fio_runtime, 20);
         assert_eq!(a.timeout, 600);
+        assert_eq!(a.suite, Suite::Full);
+    }
+
+    #[test]
+    fn ci_runs_our_host_tools_against_the_kernel_target_over_tcp() {
+        let a = InteropArgs::for_ci_host_tools();
+        assert!(a.kernel_target);
+        assert_eq!(a.transport, Transport::Tcp);
+        assert_eq!(a.suite, Suite::Tools);
+    }
+
+    #[test]
+    fn guest_suite_runs_every_staged_tool() {
+        let sh = include_str!("../vm/guest/interop.sh");
+        for t in HOST_TOOLS {
+            assert!(
+                sh.contains(&format!("$IT_TOOLS/{t}")),
+                "interop.sh never runs {t}"
+            );
+        }
+        assert!(sh.contains("vmh_cmdline suite full"));
     }
 
     #[test]

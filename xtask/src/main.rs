@@ -5,11 +5,12 @@
 //!   drive `nvmf_tgt` with SPDK's own `spdk-rpc`.
 //! - `cargo xtask setup`: only the installation part (virtualenv with `spdk-rpc`).
 //! - `cargo xtask loom`: the loom model-checking tests of the env crate.
-//! - `cargo xtask interop [--transport tcp|rdma|all] [--kernel-target] [--target-bin PATH] [--keep]`:
-//!   the Linux NVMe/TCP and NVMe/RDMA hosts (nvme-cli, fio) against `nvmf_tgt` inside a QEMU guest;
-//!   see [`interop`]. `ci` runs it at its end (TCP only) unless `RSPDK_INTEROP=0`; which target CI
-//!   drives is [`interop::CI_AGAINST_KERNEL_TARGET`] (our `nvmf_tgt`; `--kernel-target` runs
-//!   the Linux kernel target as the control).
+//! - `cargo xtask interop [--transport tcp|rdma|all] [--kernel-target] [--suite full|tools]
+//!   [--target-bin PATH] [--keep]`: the Linux NVMe/TCP and NVMe/RDMA hosts (nvme-cli, fio), then
+//!   our own host tools (nvme_identify, nvme_perf, bdevperf over bdev_nvme), against `nvmf_tgt`
+//!   or the Linux kernel target inside a QEMU guest; see [`interop`]. `ci` runs it at its end
+//!   unless `RSPDK_INTEROP=0`: TCP and RDMA against our `nvmf_tgt`
+//!   ([`interop::CI_AGAINST_KERNEL_TARGET`]), then our host tools against the kernel target.
 
 mod bench;
 mod interop;
@@ -257,6 +258,7 @@ fn ci(root: &Path) -> Result<()> {
         eprintln!("xtask ci: interop skipped ({}=0)", interop::CI_GUARD_ENV);
     } else {
         interop::interop(root, &interop::InteropArgs::for_ci())?;
+        interop::interop(root, &interop::InteropArgs::for_ci_host_tools())?;
     }
     eprintln!("xtask ci: all checks passed in {:.0?}", t.elapsed());
     Ok(())

@@ -19,7 +19,7 @@ use super::{HostError, TrType, TransportId};
 use crate::spec::discovery::{DISCOVERY_RECORD_SIZE, DiscoveryLogEntry, DiscoveryLogHeader};
 use crate::spec::fabrics::{CNTLID_DYNAMIC, PropertyGetCmd, PropertySetCmd};
 use crate::spec::features::{
-    AEC_ANA_CHANGE_NOTICE, AEC_FW_ACTIVATION_NOTICE, AEC_NS_ATTR_NOTICE, AEC_SMART_MASK, Fid,
+    AEC_ANA_CHANGE_NOTICE, AEC_CRIT_WARN_NVME13, AEC_FW_ACTIVATION_NOTICE, AEC_NS_ATTR_NOTICE, Fid,
     NumberOfQueues, SetFeaturesArgs,
 };
 use crate::spec::identify::{
@@ -337,7 +337,7 @@ impl Controller {
     /// Configuration) and arm Asynchronous Event Requests (SPDK `nvme_ctrlr_configure_aer`).
     fn configure_aer(&mut self) {
         let oaes = self.cdata.oaes.get();
-        let aec = AEC_SMART_MASK
+        let aec = AEC_CRIT_WARN_NVME13
             | (oaes & (AEC_NS_ATTR_NOTICE | AEC_FW_ACTIVATION_NOTICE | AEC_ANA_CHANGE_NOTICE));
         if let Err(e) = self.set_features(Fid::ASYNC_EVENT_CONFIGURATION, aec) {
             tracing::warn!(error = %e, "Set Features Asynchronous Event Configuration failed");

@@ -575,7 +575,7 @@ fn controller_bring_up_follows_spdk_order_and_validates_namespaces() {
             "set features 0x7 0x3ff03ff",
             "identify cns 2 nsid 0",
             "identify cns 0 nsid 1",
-            "set features 0xb 0xff",
+            "set features 0xb 0x1f",
             "aer",
         ]
     );

@@ -181,6 +181,11 @@ impl NumberOfQueues {
 
 /// Async Event Configuration bits 7:0: SMART / health critical warnings.
 pub const AEC_SMART_MASK: u32 = 0xff;
+/// Async Event Configuration bits 4:0: the five critical warnings every NVMe 1.3 controller
+/// knows (available spare, temperature, reliability, read-only, volatile memory backup); the
+/// value SPDK's host enables. Bits 7:5 are newer (PMR, ...) and a controller may refuse them
+/// (the Linux kernel target answers Invalid Field).
+pub const AEC_CRIT_WARN_NVME13: u32 = 0x1f;
 /// Async Event Configuration bit 8: namespace attribute notices.
 pub const AEC_NS_ATTR_NOTICE: u32 = 1 << 8;
 /// Async Event Configuration bit 9: firmware activation notices.

@@ -24,6 +24,7 @@ IT_ADDR=
 IT_DEV=
 IT_CTRL=
 IT_PAT_WRITTEN=
+IT_SN=
 MIB=1048576
 
 it_now() { cut -d' ' -f1 /proc/uptime; }
@@ -128,6 +129,7 @@ step_id_ctrl() {
     vmh_run nvme id-ctrl "$IT_CTRL" > /tmp/it.idc 2>&1 || { cat /tmp/it.idc; return 1; }
     grep -E '^(vid|sn|mn|fr|mdts|cntlid|ver|nn|oncs|sgls|ioccsz|iorcsz|subnqn) ' /tmp/it.idc
     subnqn=$(sed -n 's/^subnqn *: *//p' /tmp/it.idc)
+    IT_SN=$(sed -n 's/^sn *: *//p' /tmp/it.idc | sed 's/ *$//')
     nn=$(sed -n 's/^nn *: *//p' /tmp/it.idc)
     [ "$subnqn" = "$IT_NQN" ] || { vmh_die "id-ctrl subnqn '$subnqn', expected '$IT_NQN'"; return 1; }
     [ -n "$nn" ] && [ "$((nn))" -ge 1 ] || { vmh_die "id-ctrl nn '$nn' < 1"; return 1; }
@@ -266,6 +268,91 @@ step_host_allowed() {
     it_wait_gone "$IT_NQN_RESTRICTED"
 }
 
+# ---------------------------------------------------------------- our host tools
+# The project's own NVMe/TCP host driver (nvme_identify, nvme_perf, bdevperf over bdev_nvme)
+# against the same target; xtask stages the binaries in /opt/user.
+IT_TOOLS=/opt/user
+# it_quiet FILE : our tool logged no warning or error (an interop problem it worked around)
+it_quiet() {
+    ! grep -E ' (WARN|ERROR) ' "$1" || { vmh_die "warnings/errors logged (above)"; return 1; }
+}
+it_trid() { echo "trtype:TCP adrfam:IPv4 traddr:$IT_ADDR trsvcid:$IT_SVCID subnqn:$1${2:+ hostnqn:$2}"; }
+# Controller data as the kernel host read it (serial) and namespace 1's size, from our identify.
+step_spdk_identify() {
+    local rc fmt lbas bs
+    vmh_run timeout 60 "$IT_TOOLS/nvme_identify" -r "$(it_trid "$IT_NQN")" > /tmp/it.sid 2>&1
+    rc=$?
+    grep -E '^(Serial Number|Model Number|Firmware Version|Subsystem NQN|Namespace ID|Size \(in LBAs\)|Current LBA Format):' /tmp/it.sid
+    [ $rc = 0 ] || { tail -20 /tmp/it.sid; vmh_die "nvme_identify exit $rc"; return 1; }
+    grep -qE "^Subsystem NQN: +$IT_NQN\$" /tmp/it.sid || { vmh_die "nvme_identify: no Subsystem NQN $IT_NQN"; return 1; }
+    it_quiet /tmp/it.sid || return 1
+    if [ -n "$IT_SN" ]; then
+        grep -qE "^Serial Number: +$IT_SN *\$" /tmp/it.sid || { vmh_die "nvme_identify serial differs from the kernel host's '$IT_SN'"; return 1; }
+    fi
+    # namespace 1 (the first namespace section): LBAs x data size of the current format
+    lbas=$(sed -n 's/^Size (in LBAs): *\([0-9]*\).*/\1/p' /tmp/it.sid | head -1)
+    fmt=$(sed -n 's/^Current LBA Format: *LBA Format #\([0-9]*\).*/\1/p' /tmp/it.sid | head -1)
+    bs=$(sed -n "s/^LBA Format #$fmt: Data Size: *\([0-9]*\).*/\1/p" /tmp/it.sid | head -1)
+    [ -n "$lbas" ] && [ -n "$bs" ] || { vmh_die "nvme_identify: no namespace size or LBA format"; return 1; }
+    [ $((lbas * bs)) = "$IT_NS1_BYTES" ] || { vmh_die "nvme_identify: namespace 1 is $lbas x $bs B, expected $IT_NS1_BYTES B"; return 1; }
+}
+# The discovery controller's log through our host: an entry for IT_NQN on this port.
+step_spdk_identify_discovery() {
+    local rc
+    vmh_run timeout 60 "$IT_TOOLS/nvme_identify" -r "$(it_trid nqn.2014-08.org.nvmexpress.discovery)" > /tmp/it.sdd 2>&1
+    rc=$?
+    sed -n '/^Discovery Log Page/,$p' /tmp/it.sdd | grep -E 'Number of Records|Transport Type|Transport Service|Qualified Name'
+    [ $rc = 0 ] || { tail -20 /tmp/it.sdd; vmh_die "nvme_identify (discovery) exit $rc"; return 1; }
+    grep -qE "^NVM Subsystem Qualified Name: +$IT_NQN *\$" /tmp/it.sdd || { vmh_die "discovery log (ours) lacks $IT_NQN"; return 1; }
+}
+# The restricted subsystem refuses our host's default NQN (a clean error, no hang) and accepts
+# the allowed one.
+step_spdk_identify_access() {
+    local rc
+    vmh_run timeout 60 "$IT_TOOLS/nvme_identify" -r "$(it_trid "$IT_NQN_RESTRICTED")" > /tmp/it.sir 2>&1
+    rc=$?
+    tail -3 /tmp/it.sir
+    [ $rc != 0 ] && [ $rc != 124 ] || { vmh_die "nvme_identify of $IT_NQN_RESTRICTED with a foreign host NQN: exit $rc, expected a refusal"; return 1; }
+    vmh_run timeout 60 "$IT_TOOLS/nvme_identify" -r "$(it_trid "$IT_NQN_RESTRICTED" "$IT_ALLOWED_HOSTNQN")" > /tmp/it.sir 2>&1
+    rc=$?
+    [ $rc = 0 ] || { tail -10 /tmp/it.sir; vmh_die "nvme_identify with the allowed host NQN: exit $rc"; return 1; }
+    grep -qE "^Subsystem NQN: +$IT_NQN_RESTRICTED\$" /tmp/it.sir || { vmh_die "no Subsystem NQN $IT_NQN_RESTRICTED"; return 1; }
+}
+# nvme_perf: mixed 4 KiB random I/O at depth 16 on every namespace; no failed I/O, IOPS > 0.
+step_spdk_perf() {
+    local rc iops
+    vmh_run timeout 90 "$IT_TOOLS/nvme_perf" -r "$(it_trid "$IT_NQN")" -q 16 -o 4096 -w randrw -M 50 -t 5 -c 0x1 > /tmp/it.perf 2>&1
+    rc=$?
+    grep -E 'NSID|^Total' /tmp/it.perf
+    [ $rc = 0 ] || { tail -20 /tmp/it.perf; vmh_die "nvme_perf exit $rc"; return 1; }
+    iops=$(sed -n 's/^Total *: *\([0-9]*\).*/\1/p' /tmp/it.perf)
+    [ -n "$iops" ] && [ "$iops" -gt 0 ] || { vmh_die "nvme_perf: no IOPS in the Total line"; return 1; }
+    it_quiet /tmp/it.perf
+}
+# bdevperf -w verify over bdev_nvme (bdev_nvme_attach_controller): every byte read back checked.
+step_spdk_bdevperf_verify() {
+    local rc
+    cat > /tmp/it.bdevperf.json <<JSON
+{"subsystems":[
+ {"subsystem":"iobuf","config":[{"method":"iobuf_set_options","params":{"small_pool_count":1024,"large_pool_count":64}}]},
+ {"subsystem":"bdev","config":[{"method":"bdev_nvme_attach_controller","params":{"name":"Nvme0","trtype":"TCP","adrfam":"IPv4","traddr":"$IT_ADDR","trsvcid":"$IT_SVCID","subnqn":"$IT_NQN"}}]}]}
+JSON
+    RUST_LOG=warn vmh_run timeout 120 "$IT_TOOLS/bdevperf" -c /tmp/it.bdevperf.json -r /tmp/it.bdevperf.sock -q 16 -o 4096 -w verify -t 5 -m 0x1 > /tmp/it.bdevperf 2>&1
+    rc=$?
+    grep -E 'Nvme0n[0-9]+ +:|^ *Total|miscompare|error' /tmp/it.bdevperf | head -20
+    [ $rc = 0 ] || { tail -20 /tmp/it.bdevperf; vmh_die "bdevperf verify exit $rc"; return 1; }
+    grep -qE 'Nvme0n1 +:' /tmp/it.bdevperf || { vmh_die "bdevperf ran no job on Nvme0n1"; return 1; }
+    it_quiet /tmp/it.bdevperf
+}
+it_tools() {
+    local s
+    for s in identify identify-discovery identify-access perf bdevperf-verify; do
+        if [ "$IT_TR" != tcp ]; then it_skip "spdk-$s" "our host driver is NVMe/TCP only"; continue; fi
+        if [ ! -x "$IT_TOOLS/nvme_identify" ]; then it_skip "spdk-$s" "tools not staged"; continue; fi
+        it_step "spdk-$s" "step_spdk_$(echo "$s" | tr - _)"
+    done
+}
+
 # ---------------------------------------------------------------- suite
 # it_suite TRANSPORT ADDR : every host-side step against the target at ADDR:IT_SVCID.
 it_suite() {
@@ -276,6 +363,11 @@ it_suite() {
     vmh_log "=== interop steps: transport $IT_TR, target $IT_ADDR:$IT_SVCID, subsystem $IT_NQN ==="
     vmh_host_init && vmh_modprobe "nvme-$IT_TR" || { it_step host-modules false; return 1; }
     it_step discover step_discover
+    # vmh.suite=tools: discovery by the kernel host, then only our host tools
+    if [ "$(vmh_cmdline suite full)" = tools ]; then
+        it_tools
+        return
+    fi
     it_step connect step_connect
     it_step_c list step_list
     it_step_c id-ctrl step_id_ctrl
@@ -303,6 +395,7 @@ it_suite() {
     it_step host-not-allowed-refused step_host_refused
     it_step host-allowed-accepted step_host_allowed
     it_disconnect_all
+    it_tools
 }
 
 # it_transports -> the transports asked for on the kernel command line (vmh.tests=tcp,rdma)
