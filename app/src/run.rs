@@ -41,7 +41,8 @@ pub fn run_with(opts: AppOpts, start: Option<StartFn>) -> Result<i32> {
     let cpumask = CpuMask::parse(&opts.cpumask)
         .and_then(|m| m.validate().map(|()| m))
         .with_context(|| format!("invalid core mask {:?}", opts.cpumask))?;
-    tracing::info!(cpumask = %cpumask, interrupt_mode = opts.interrupt_mode, "starting nvmf_tgt");
+    let prog = program_name();
+    tracing::info!(cpumask = %cpumask, interrupt_mode = opts.interrupt_mode, "starting {prog}");
 
     // Signals arrive as bytes on a socket pair that the app thread polls (no unsafe handler code).
     let (sig_rx, sig_tx) = UnixStream::pair().context("socketpair for signals")?;
@@ -80,8 +81,20 @@ pub fn run_with(opts: AppOpts, start: Option<StartFn>) -> Result<i32> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .unwrap_or(0);
-    tracing::info!(code, "nvmf_tgt exited");
+    tracing::info!(code, "{prog} exited");
     Ok(code)
+}
+
+/// The running binary's name for log lines (nvmf_tgt, bdevperf, ...).
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "nvmf_tgt".to_owned())
 }
 
 fn known_flags() -> String {

@@ -291,7 +291,7 @@ fn nvme_perf_randread_for_two_seconds_reports_nonzero_iops() {
 fn nvme_perf_rejects_bad_arguments_clearly() {
     let perf = env!("CARGO_BIN_EXE_nvme_perf");
     let base = ["-q", "1", "-o", "4096", "-t", "1"];
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["-r", "trtype:TCP", "-w", "read"], "traddr missing"),
         (
             &["-r", "trtype:TCP traddr:1.2.3.4:5", "-w", "read"],
@@ -311,6 +311,18 @@ fn nvme_perf_rejects_bad_arguments_clearly() {
                 "zz",
             ],
             "invalid core mask",
+        ),
+        (
+            // a core this machine does not have: refused before any connection
+            &[
+                "-r",
+                "trtype:TCP traddr:127.0.0.1",
+                "-w",
+                "read",
+                "-c",
+                "0x8000000000000000",
+            ],
+            "invalid core mask \"0x8000000000000000\"",
         ),
     ];
     for (args, want) in cases {

@@ -42,7 +42,9 @@ pub use iobuf::{
     IoBuf, IobufChannel, IobufModuleStats, IobufOpts, IobufPool, iobuf_get, iobuf_get_options,
     iobuf_get_or_wait, iobuf_get_stats, iobuf_set_options,
 };
-pub use reactor::{ReactorOpts, ReactorStats, Reactors, ThreadStatsEntry, reactors};
+pub use reactor::{
+    ReactorOpts, ReactorStats, Reactors, ThreadStatsEntry, pin_current_thread, reactors,
+};
 pub use thread::{
     Interrupt, IoChannel, IoDevice, PollStatus, Poller, Thread, ThreadHandle, ThreadId,
     ThreadStats, for_each_channel, get_io_channel, interrupt_register, poller_register,

@@ -362,6 +362,19 @@ impl std::fmt::Debug for Reactors {
     }
 }
 
+/// Pins the calling OS thread to `core` (`sched_setaffinity`), as reactors pin themselves; for
+/// tools that run their own worker threads (nvme_perf). Fails for a core at or above
+/// [`crate::cpumask::MAX_CORES`] or one the process may not use.
+pub fn pin_current_thread(core: u32) -> Result<(), EnvError> {
+    if core >= crate::cpumask::MAX_CORES {
+        return Err(EnvError::Os {
+            op: "sched_setaffinity",
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+        });
+    }
+    pin_to(core)
+}
+
 fn pin_to(core: u32) -> Result<(), EnvError> {
     // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };

@@ -77,7 +77,7 @@ struct Args {
     /// Run time in seconds.
     #[arg(short = 't', long = "time")]
     time: u64,
-    /// Core mask of the workers (one thread per core; threads are not pinned).
+    /// Core mask of the workers (one thread per core, pinned to it).
     #[arg(short = 'c', long = "core-mask", default_value = "0x1")]
     core_mask: String,
     /// Enable NVMe/TCP header digest.
@@ -159,6 +159,7 @@ fn check_args(args: &Args) -> Result<(Vec<TransportId>, Vec<u32>, u32), String> 
         return Err(format!("rwmixread (-M) {read_pct} is above 100"));
     }
     let mask = env::CpuMask::parse(&args.core_mask)
+        .and_then(|m| m.validate().map(|()| m))
         .map_err(|e| format!("invalid core mask {:?}: {e}", args.core_mask))?;
     let cores: Vec<u32> = mask.cores().collect();
     if cores.is_empty() {
@@ -354,6 +355,9 @@ fn worker(
     cfg: WorkerCfg,
     shared: &Shared,
 ) -> Result<Vec<NsResult>, String> {
+    // One worker per core of the mask, pinned there as SPDK pins its reactors.
+    env::pin_current_thread(core)
+        .map_err(|e| format!("cannot pin the worker to core {core}: {e}"))?;
     let mut rng = fastrand::Rng::with_seed(cfg.seed);
     let mut states: Vec<NsState> = jobs
         .into_iter()
