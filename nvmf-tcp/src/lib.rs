@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod outbound;
 pub mod poll_group;
 pub mod proto;
 pub mod request;
 pub mod transport;
 
 pub use error::TcpError;
+pub use outbound::OutQueue;
 pub use poll_group::TcpPollGroup;
 pub use proto::{ConnState, ProtoConfig, TcpConnection};
 pub use transport::{TcpConn, TcpTransport};

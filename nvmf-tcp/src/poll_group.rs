@@ -4,7 +4,8 @@
 //! Each poll, per connection: read until the socket would block (or 4 MiB of responses wait
 //! unread), feed the bytes to the sans-IO [`TcpConnection`], hand finished commands to the
 //! target core, give waiting writes their iobuf data buffers, encode completions, and write
-//! the whole outbound buffer with as few `write` calls as the socket takes. In interrupt mode
+//! the outbound queue (PDU headers and the responses' own data buffers, no copy) with as few
+//! vectored writes as the socket takes. In interrupt mode
 //! each socket is registered with `env::interrupt_register`, so a sleeping reactor wakes when
 //! data arrives.
 
@@ -13,15 +14,13 @@ use crate::transport::TcpConn;
 use env::PollStatus;
 use nvmf::transport::TransportPollGroup;
 use nvmf::{NvmfError, Qpair};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 
 const RECV_BUF: usize = 64 * 1024;
 /// Stop reading from a host that does not read its responses once this much is queued.
 const MAX_QUEUED_OUT: usize = 4 << 20;
-/// Drop written bytes from the front of the outbound buffer once this many are done.
-const COMPACT_AT: usize = 1 << 20;
 
 struct Entry {
     /// Wakes the reactor when the socket is readable (interrupt mode only). Declared before
@@ -30,8 +29,6 @@ struct Entry {
     stream: TcpStream,
     conn: TcpConnection,
     qpair: Qpair,
-    /// Bytes at the front of the connection's outbound buffer already written.
-    sent: usize,
     /// Socket shut down and qpair disconnected.
     closed: bool,
 }
@@ -58,35 +55,6 @@ impl Default for TcpPollGroup {
     }
 }
 
-/// Writes as much of `out[*sent..]` as the socket takes; false when the socket failed.
-/// Written bytes are dropped from the front of `out` only when all of it went out or more
-/// than [`COMPACT_AT`] bytes are done, so a slow reader does not cost a memmove per write.
-fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, sent: &mut usize) -> bool {
-    let ok = loop {
-        let Some(rest) = out.get(*sent..).filter(|r| !r.is_empty()) else {
-            break true;
-        };
-        match stream.write(rest) {
-            Ok(0) => break false,
-            Ok(n) => *sent += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "NVMe/TCP write failed");
-                break false;
-            }
-        }
-    };
-    if *sent >= out.len() {
-        out.clear();
-        *sent = 0;
-    } else if *sent >= COMPACT_AT {
-        out.drain(..*sent);
-        *sent = 0;
-    }
-    ok
-}
-
 impl Entry {
     fn poll(&mut self, buf: &mut [u8]) -> bool {
         if self.closed {
@@ -95,7 +63,7 @@ impl Entry {
         let mut busy = false;
         // Receive.
         while self.conn.state() != ConnState::Terminating
-            && self.conn.outbound().len() - self.sent < MAX_QUEUED_OUT
+            && self.conn.out_queue().len() < MAX_QUEUED_OUT
         {
             match self.stream.read(buf) {
                 Ok(0) => {
@@ -128,14 +96,16 @@ impl Entry {
             busy = true;
             self.conn.send_response(rsp);
         }
-        let had_out = self.conn.outbound().len() > self.sent;
-        if !flush(&mut self.stream, self.conn.outbound(), &mut self.sent) {
+        let out = self.conn.out_queue();
+        let had_out = !out.is_empty();
+        if let Err(e) = out.write_to(&mut self.stream) {
+            tracing::debug!(error = %e, "NVMe/TCP write failed");
             self.close();
             return true;
         }
         busy |= had_out;
         if (self.conn.state() == ConnState::Terminating || self.qpair.is_disconnected())
-            && self.conn.outbound().is_empty()
+            && self.conn.out_queue().is_empty()
         {
             self.close();
             busy = true;
@@ -179,7 +149,6 @@ impl TransportPollGroup for TcpPollGroup {
             stream: conn.stream,
             conn: TcpConnection::new(conn.cfg),
             qpair,
-            sent: 0,
             closed: false,
         });
         Ok(())

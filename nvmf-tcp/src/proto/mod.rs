@@ -3,8 +3,9 @@
 //!
 //! Feed received bytes with [`TcpConnection::receive`]; take commands ready for the target
 //! core with [`TcpConnection::take_request`]; give completions back with
-//! [`TcpConnection::send_response`]; write what [`TcpConnection::outbound`] holds to the
-//! socket. No I/O happens here.
+//! [`TcpConnection::send_response`]; write what [`TcpConnection::out_queue`] holds to the
+//! socket ([`OutQueue::write_to`]). No I/O happens here. C2HData payloads stay in the
+//! response's data buffers until written (no copy into a staging buffer).
 //!
 //! ```text
 //!  AwaitIcReq --ICReq--> Running --fatal error--> Terminating (C2HTermReq queued, close)
@@ -18,8 +19,10 @@
 //! the R2T goes out; when the pool is empty they wait ([`TcpConnection::retry_buffers`]).
 
 use crate::error::TcpError;
+use crate::outbound::OutQueue;
 use crate::request::TcpRequestState;
 use nvme::spec::sgl::{Sgl, SglDescriptor};
+use nvme::spec::tcp::digest::DigestState;
 use nvme::spec::tcp::pdu::{C2hData, CapsuleResp, IcResp, MAXH2CDATA_MIN, R2t, TermReq, offset};
 use nvme::spec::tcp::{
     Decoded, DecoderConfig, Fes, Negotiated, PduDecoder, PduEncoder, PduEnd, PduHeader, PduType,
@@ -110,7 +113,9 @@ pub struct TcpConnection {
     pending: HashMap<u16, Pending>,
     next_ttag: u16,
     ready: VecDeque<Request>,
-    out: Vec<u8>,
+    out: OutQueue,
+    /// Bytes handed out gathered by [`TcpConnection::outbound`]; they go before `out`.
+    flat: Vec<u8>,
     error: Option<TcpError>,
     /// Queue ID from the Connect command (0 until then: admin limits apply).
     qid: u16,
@@ -199,7 +204,8 @@ impl TcpConnection {
             pending: HashMap::new(),
             next_ttag: 1,
             ready: VecDeque::new(),
-            out: Vec::new(),
+            out: OutQueue::new(),
+            flat: Vec::new(),
             error: None,
             qid: 0,
             queue_limit: u32::from(cfg.max_queue_depth),
@@ -261,9 +267,33 @@ impl TcpConnection {
         self.error.as_ref()
     }
 
-    /// Bytes to write to the socket; the caller drains what it wrote.
-    pub fn outbound(&mut self) -> &mut Vec<u8> {
+    /// What to write to the socket, data buffers included; write it with
+    /// [`OutQueue::write_to`].
+    pub fn out_queue(&mut self) -> &mut OutQueue {
+        if !self.flat.is_empty() {
+            self.out.prepend_bytes(&self.flat);
+            self.flat.clear();
+        }
         &mut self.out
+    }
+
+    /// Everything queued for the socket gathered into one buffer the caller drains (copies
+    /// the data; for tests and fuzzing, the poll group uses [`TcpConnection::out_queue`]).
+    /// Bytes left in it are sent before anything queued later.
+    pub fn outbound(&mut self) -> &mut Vec<u8> {
+        if !self.out.is_empty() {
+            let v = self.out.to_vec();
+            self.flat.extend_from_slice(&v);
+        }
+        self.out.clear();
+        &mut self.flat
+    }
+
+    /// Queues a PDU without data.
+    fn push_pdu(&mut self, h: &PduHeader) -> Result<(), nvme::Error> {
+        let hdr = self.encoder.header(h, 0)?;
+        self.out.push_bytes(hdr.as_bytes());
+        Ok(())
     }
 
     /// Next command fully received (with its data), for `Qpair::handle_request`.
@@ -308,10 +338,10 @@ impl TcpConnection {
             let hdr = self.decoder.received_header().to_vec();
             let t = TermReq::new(PduType::C2H_TERM_REQ, Fes(*fes), *fei);
             // TermReqs are sent without digests.
-            if let Err(err) =
-                PduEncoder::new().encode(&PduHeader::C2hTermReq(t), &hdr, &mut self.out)
-            {
-                tracing::error!(error = %err, "cannot encode C2HTermReq");
+            let mut pdu = Vec::new();
+            match PduEncoder::new().encode(&PduHeader::C2hTermReq(t), &hdr, &mut pdu) {
+                Ok(()) => self.out.push_bytes(&pdu),
+                Err(err) => tracing::error!(error = %err, "cannot encode C2HTermReq"),
             }
         }
         self.state = ConnState::Terminating;
@@ -351,8 +381,7 @@ impl TcpConnection {
                 let hdgst = r.dgst & nvme::spec::tcp::pdu::DGST_HDGST_ENABLE != 0;
                 let ddgst = r.dgst & nvme::spec::tcp::pdu::DGST_DDGST_ENABLE != 0;
                 let resp = IcResp::new(0, hdgst, ddgst, self.cfg.maxh2cdata);
-                self.encoder
-                    .encode(&PduHeader::IcResp(resp), &[], &mut self.out)
+                self.push_pdu(&PduHeader::IcResp(resp))
                     .map_err(|e| TcpError::protocol(Fes::INVALID_HEADER_FIELD, 0, e.to_string()))?;
                 self.decoder.set_negotiated(Negotiated {
                     hdgst,
@@ -580,10 +609,7 @@ impl TcpConnection {
         let r2t = R2t::new(cid, p.ttag, p.received, r2tl);
         p.r2t_end = p.received + r2tl;
         debug_assert_eq!(p.state, TcpRequestState::TransferringHostToController);
-        if let Err(e) = self
-            .encoder
-            .encode(&PduHeader::R2t(r2t), &[], &mut self.out)
-        {
+        if let Err(e) = self.push_pdu(&PduHeader::R2t(r2t)) {
             tracing::error!(error = %e, "cannot encode R2T");
         }
     }
@@ -602,39 +628,37 @@ impl TcpConnection {
         let cid = rsp.cqe.cid();
         let success = rsp.cqe.status().is_success();
         let mut skip_resp = false;
-        if let Some(data) = rsp.data.as_ref().filter(|d| d.total_len() > 0) {
-            // One segment (the usual iobuf or heap buffer) is framed in place; a
-            // scatter-gather list is gathered first.
-            let gathered;
-            let bytes: &[u8] = match data.segments() {
-                [one] => one.as_slice(),
-                _ => {
-                    gathered = data.to_vec();
-                    &gathered
-                }
-            };
-            let total = bytes.len();
+        if let Some(data) = rsp.data.filter(|d| d.total_len() > 0) {
+            // The data is not copied: the queue keeps the buffer and writes its segments
+            // between the PDU headers (and digests, computed over the segments here).
+            let total = data.total_len();
+            let ddgst = self.encoder.data_digest_len(PduType::C2H_DATA, 1) > 0;
+            let mut push = self.out.push_data(data);
             let mut off = 0usize;
-            for chunk in bytes.chunks(MAX_C2H_DATA as usize) {
-                let last = off + chunk.len() == total;
+            while off < total {
+                let n = (total - off).min(MAX_C2H_DATA as usize);
+                let last = off + n == total;
                 let succ = last && success && self.cfg.c2h_success;
-                let h = C2hData::new(cid, off as u32, chunk.len() as u32, last, succ);
-                if let Err(e) = self
-                    .encoder
-                    .encode(&PduHeader::C2hData(h), chunk, &mut self.out)
-                {
-                    tracing::error!(error = %e, "cannot encode C2HData");
+                let h = C2hData::new(cid, off as u32, n as u32, last, succ);
+                match self.encoder.header(&PduHeader::C2hData(h), n as u32) {
+                    Ok(hdr) => push.bytes(hdr.as_bytes()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot encode C2HData");
+                        break;
+                    }
                 }
-                off += chunk.len();
+                let mut digest = DigestState::new();
+                push.range(off, n, ddgst.then_some(&mut digest));
+                if ddgst {
+                    push.bytes(&digest.finish());
+                }
+                off += n;
                 skip_resp = succ;
             }
         }
         if !skip_resp {
             let r = CapsuleResp::new(rsp.cqe);
-            if let Err(e) = self
-                .encoder
-                .encode(&PduHeader::CapsuleResp(r), &[], &mut self.out)
-            {
+            if let Err(e) = self.push_pdu(&PduHeader::CapsuleResp(r)) {
                 tracing::error!(error = %e, "cannot encode CapsuleResp");
             }
         }

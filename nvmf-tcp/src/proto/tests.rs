@@ -303,3 +303,126 @@ fn more_commands_than_queue_depth_before_connect_is_a_sequence_error() {
     assert_eq!(t.fes(), Fes::PDU_SEQUENCE_ERROR);
     assert_eq!(t.fei.get(), 0);
 }
+
+/// A read of 300 KiB from a 3-segment buffer (segment borders not on PDU borders) with header
+/// and data digests and HPDA 2: three C2HData PDUs (128 + 128 + 44 KiB), each with a correct
+/// data digest computed over the segments, written through a socket that takes 1000 bytes at
+/// a time; the buffer stays queued until its last byte is written.
+#[test]
+fn read_from_segments_is_sent_without_gathering_and_digested_per_pdu() {
+    let mut c = TcpConnection::new(ProtoConfig {
+        max_io_size: 512 * 1024,
+        ..ProtoConfig::default()
+    });
+    let mut out = Vec::new();
+    PduEncoder::new()
+        .encode(
+            &PduHeader::IcReq(IcReq::new(2, true, true, 0)),
+            &[],
+            &mut out,
+        )
+        .unwrap();
+    c.receive(&out);
+    let mut r = host_reader();
+    let pdus = read_all(&mut r, &std::mem::take(c.outbound()));
+    assert_eq!(pdus.len(), 1);
+    r.decoder_mut().set_negotiated(Negotiated {
+        hdgst: true,
+        ddgst: true,
+        rx_pda: 2,
+    });
+    let total = 300 * 1024;
+    let data: Vec<u8> = (0..total).map(|i| (i * 7 % 251) as u8).collect();
+    let mut buf = DataBuf::new();
+    let (a, rest) = data.split_at(100_000);
+    let (b, d) = rest.split_at(100_000);
+    let mut a_store = vec![0xee; 100_010];
+    a_store[5..100_005].copy_from_slice(a);
+    buf.push(IoVec::new(a_store, 5, 100_000).unwrap());
+    buf.push(IoVec::from_vec(b.to_vec()));
+    buf.push(IoVec::from_vec(d.to_vec()));
+    c.send_response(Response {
+        cqe: Cqe::new(11, Status::SUCCESS),
+        data: Some(buf),
+    });
+    let q = c.out_queue();
+    assert_eq!(q.buffers_held(), 1);
+    // 3 PDUs: header 24 + HDGST 4, padded to PDO 12 * 3 = 36, data, DDGST 4.
+    assert_eq!(q.len(), 3 * (36 + 4) + total);
+    struct Slow(Vec<u8>);
+    impl std::io::Write for Slow {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.write_vectored(&[std::io::IoSlice::new(b)])
+        }
+        fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(1000 - n);
+                self.0.extend_from_slice(&b[..take]);
+                n += take;
+                if n == 1000 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = Slow(Vec::new());
+    let mut writes = 0;
+    while !q.is_empty() {
+        assert_eq!(q.buffers_held(), 1);
+        // The writer never blocks: one call writes everything, 1000 bytes per writev.
+        q.write_to(&mut w).unwrap();
+        writes += 1;
+    }
+    assert_eq!(writes, 1);
+    assert_eq!(q.buffers_held(), 0);
+    let pdus = read_all(&mut r, &w.0);
+    assert_eq!(pdus.len(), 3);
+    let mut got = Vec::new();
+    for (i, p) in pdus.iter().enumerate() {
+        assert_eq!(p.end, nvme::spec::tcp::PduEnd::Ok, "digest of PDU {i}");
+        let PduHeader::C2hData(h) = p.header else {
+            panic!("not C2HData: {:?}", p.header)
+        };
+        let last = i == 2;
+        assert_eq!(h.cccid.get(), 11);
+        assert_eq!(h.datao.get(), i as u32 * 131_072);
+        assert_eq!(h.datal.get(), if last { 44 * 1024 } else { 131_072 });
+        assert_eq!(h.ch.pdo, 36);
+        let want_flags = if last {
+            FLAG_LAST_PDU | FLAG_SUCCESS
+        } else {
+            0
+        };
+        assert_eq!(h.ch.flags & (FLAG_LAST_PDU | FLAG_SUCCESS), want_flags);
+        got.extend_from_slice(&p.data);
+    }
+    assert_eq!(got, data);
+}
+
+/// The data and its digest cover only the window of a segment (bytes 1000..5096 of its
+/// storage), not the storage around it.
+#[test]
+fn c2h_data_and_digest_cover_only_the_window_of_a_segment() {
+    let (mut c, mut r, _enc) = connected(false, true);
+    let mut store = vec![0u8; 6000];
+    for (i, b) in store.iter_mut().enumerate() {
+        *b = (i % 256) as u8;
+    }
+    let seg = IoVec::new(store.clone(), 1000, 4096).unwrap();
+    c.send_response(Response {
+        cqe: Cqe::new(2, Status::SUCCESS),
+        data: Some(DataBuf::single(seg)),
+    });
+    let wire = std::mem::take(c.outbound());
+    let pdus = read_all(&mut r, &wire);
+    assert_eq!(pdus.len(), 1);
+    assert_eq!(pdus[0].end, nvme::spec::tcp::PduEnd::Ok);
+    assert_eq!(pdus[0].data, store[1000..5096]);
+    let digest = crc32c::crc32c(&store[1000..5096]).to_le_bytes();
+    assert_eq!(wire[wire.len() - 4..], digest);
+}
