@@ -33,10 +33,12 @@ const ANA_OPTIMIZED: u8 = 0x01;
 
 /// The ANA log page (NVMe Base 2.0, 5.16.1.13): header CHGCNT @0, NGRPS @8, then per group
 /// ANAGRPID, NNSID, CHGCNT, state, 15 reserved bytes and (unless RGO) the NSIDs. Every
-/// group is reported Optimized: per-listener ANA states are not kept yet.
-fn ana_page(snap: &SubsysSnap, genctr: u64, rgo: bool) -> Vec<u8> {
+/// group is reported Optimized: per-listener ANA states are not kept yet. Only namespaces
+/// visible to `hostnqn` are listed (SPDK lists every namespace here; masking would leak the
+/// NSIDs of hidden namespaces), and groups with none of them are left out.
+fn ana_page(snap: &SubsysSnap, hostnqn: &str, genctr: u64, rgo: bool) -> Vec<u8> {
     let mut groups: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
-    for ns in snap.namespaces.values() {
+    for ns in snap.namespaces.values().filter(|ns| ns.visible_to(hostnqn)) {
         groups.entry(ns.anagrpid).or_default().push(ns.nsid);
     }
     let mut page = Vec::new();
@@ -207,6 +209,10 @@ fn identify(pg: &Rc<PgInner>, ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -
         return invalid_field();
     }
     let nsid = req.sqe.nsid();
+    // Namespace masking: every namespace lookup goes through the host's visibility, so a
+    // namespace hidden from this host answers exactly as an inactive NSID (SPDK
+    // `nvmf_ctrlr_get_ns`).
+    let host = ctrlr.shared.hostnqn.as_str();
     if ctrlr.discovery && args.cns != Cns::CONTROLLER {
         return invalid_field();
     }
@@ -220,7 +226,8 @@ fn identify(pg: &Rc<PgInner>, ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -
             if nsid == 0 || nsid > snap.max_nsid {
                 return invalid_ns();
             }
-            if let Some(ns) = snap.namespaces.get(&nsid) {
+            // An inactive (or invisible) NSID in range: success with zeroed data.
+            if let Some(ns) = snap.visible_ns(host, nsid) {
                 buf.copy_from_slice(identify_ns(ns, snap).as_bytes());
             }
         }
@@ -231,12 +238,23 @@ fn identify(pg: &Rc<PgInner>, ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -
             if nsid >= 0xffff_fffe {
                 return invalid_ns();
             }
-            let list = NsList::from_ids(snap.namespaces.keys().copied().filter(|n| *n > nsid));
+            let list = NsList::from_ids(
+                snap.namespaces
+                    .values()
+                    .filter(|ns| ns.nsid > nsid && ns.visible_to(host))
+                    .map(|ns| ns.nsid),
+            );
             buf.copy_from_slice(list.as_bytes());
         }
         Cns::NS_ID_DESCRIPTOR_LIST => {
-            let Some(ns) = snap.namespaces.get(&nsid) else {
+            // SPDK `nvmf_ctrlr_identify_ns_id_descriptor_list`: an NSID out of range is
+            // Invalid Namespace or Format, an inactive (or invisible) one Invalid Field.
+            if nsid == 0 || nsid > snap.max_nsid {
                 return invalid_ns();
+            }
+            let Some(ns) = snap.visible_ns(host, nsid) else {
+                tracing::error!(nsid, "Identify NS ID descriptor list with inactive NSID");
+                return invalid_field();
             };
             let mut list = Vec::new();
             if ns.eui64 != [0; 8] {
@@ -273,11 +291,10 @@ fn identify(pg: &Rc<PgInner>, ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -
             if nsid == 0 || nsid > snap.max_nsid {
                 return invalid_ns();
             }
-            if let Some(ns) = snap.namespaces.get(&nsid) {
+            if snap.visible_ns(host, nsid).is_some() {
                 // NVMe Base 2.0, Figure 319: NSFEAT @0, NMIC @1, ..., NSTAT @4 (bit 0 ready).
                 buf[1] = id::NMIC_SHARED;
                 buf[4] = 1;
-                let _ = ns;
             }
         }
         Cns::IOCS => {
@@ -464,7 +481,8 @@ fn get_log_page(
         }
         lid::ANA if snap.ana_reporting => {
             let rgo = (cdw10 >> 8) & 0x1 != 0;
-            page_reply(&ana_page(snap, pg.genctr(), rgo), offset, len)
+            let page = ana_page(snap, &ctrlr.shared.hostnqn, pg.genctr(), rgo);
+            page_reply(&page, offset, len)
         }
         lid::ERROR => page_reply(&[0u8; 64], offset, len),
         lid::HEALTH => page_reply(&[0u8; 512], offset, len),

@@ -135,7 +135,8 @@ pub(crate) struct Ctrlr {
     pub changed_ns: RefCell<Vec<u32>>,
     /// NS attribute notice masked until the changed NS log is read (RAE=0).
     pub ns_notice_masked: Cell<bool>,
-    /// NSIDs this controller knows (to detect changes on subsystem updates).
+    /// NSIDs this controller sees (active and visible to its host), to detect changes on
+    /// subsystem updates.
     pub known_nsids: RefCell<BTreeSet<u32>>,
     /// Discovery genctr this controller last saw.
     pub seen_genctr: Cell<u64>,
@@ -191,9 +192,12 @@ impl Ctrlr {
     }
 
     /// Records namespace changes seen in a subsystem update and raises the NS attribute
-    /// notice (NVMe Base 2.0, 5.2: once until the Changed NS List log is read).
+    /// notice (NVMe Base 2.0, 5.2: once until the Changed NS List log is read). Only the
+    /// namespaces this controller's host sees count: a namespace added with
+    /// `no_auto_visible`, or made visible/invisible to another host, changes nothing here
+    /// (SPDK `nvmf_ns_visible` notifies only the controllers of that host).
     pub fn namespaces_changed(&self, snap: &SubsysSnap) {
-        let now: BTreeSet<u32> = snap.namespaces.keys().copied().collect();
+        let now = snap.visible_nsids(&self.shared.hostnqn);
         let changed: Vec<u32> = {
             let known = self.known_nsids.borrow();
             known.symmetric_difference(&now).copied().collect()
@@ -594,7 +598,7 @@ fn connect_admin(
         pending_events: RefCell::new(VecDeque::new()),
         changed_ns: RefCell::new(Vec::new()),
         ns_notice_masked: Cell::new(false),
-        known_nsids: RefCell::new(snap.namespaces.keys().copied().collect()),
+        known_nsids: RefCell::new(snap.visible_nsids(hostnqn)),
         seen_genctr: Cell::new(pg.genctr()),
         disc_notice_masked: Cell::new(false),
         opts,

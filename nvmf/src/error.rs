@@ -24,6 +24,10 @@ pub enum NvmfError {
     /// A fixed limit was reached (namespaces, subsystems, controller IDs...) (SPDK `-ENOSPC`).
     #[error("no space: {0}")]
     NoSpace(String),
+    /// The operation is not permitted on this object (SPDK `-EPERM`), e.g. per-host
+    /// visibility of a namespace that is visible to every host.
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
     /// The transport does not support the operation (SPDK `-ENOTSUP`).
     #[error("not supported: {0}")]
     NotSupported(String),
@@ -44,6 +48,7 @@ impl NvmfError {
             NvmfError::NotFound(_) => -19,
             NvmfError::Busy(_) => -16,
             NvmfError::NoSpace(_) => -28,
+            NvmfError::NotPermitted(_) => -1,
             NvmfError::NotSupported(_) => -95,
             NvmfError::Env(_) => -12,
             NvmfError::Io(e) => -e.raw_os_error().unwrap_or(5),

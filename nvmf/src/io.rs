@@ -88,7 +88,7 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
         tracing::error!(opc = req.sqe.opc, "I/O command sent to disabled controller");
         return Some(Reply::status(GenericStatus::COMMAND_SEQUENCE_ERROR.into()));
     }
-    let Some(snap) = pg.subsystem_for(q) else {
+    let Some(visible) = pg.visible_ns_for(q) else {
         return Some(Reply::status(GenericStatus::INTERNAL_DEVICE_ERROR.into()));
     };
     let max_io = q.max_io.get();
@@ -101,8 +101,13 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
         return Some(st(GenericStatus::DATA_SGL_LENGTH_INVALID));
     }
     let nsid = req.sqe.nsid();
-    let Some(ns) = snap.namespaces.get(&nsid).cloned() else {
-        tracing::error!(nsid, "I/O command for an inactive or invalid namespace");
+    // Only the namespaces this host sees are in `visible`: a masked namespace answers
+    // exactly as an inactive one and its bdev is never reached.
+    let Some(ns) = visible.get(&nsid).cloned() else {
+        tracing::error!(
+            nsid,
+            "I/O command for an inactive, invisible or invalid namespace"
+        );
         return Some(st(GenericStatus::INVALID_NAMESPACE_OR_FORMAT));
     };
     let ch = match pg.channel(&ns) {

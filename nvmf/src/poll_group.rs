@@ -6,14 +6,14 @@
 //! so commands read it without locks.
 
 use crate::ctrlr::Ctrlr;
-use crate::qpair::{Qpair, QpairInner};
+use crate::qpair::{Qpair, QpairInner, SnapCache, VisibleNs};
 use crate::request::{Request, RequestState};
 use crate::subsystem::{Namespace, SubsysSnap};
 use crate::transport::{DiscoverInfo, TransportOpts, TransportPollGroup};
 use env::{PollStatus, Poller, ThreadId};
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
@@ -157,15 +157,33 @@ impl PgInner {
     /// The view of a connected queue pair's subsystem, cached in the queue pair until the
     /// next configuration update (no string search per command).
     pub fn subsystem_for(&self, q: &QpairInner) -> Option<Arc<SubsysSnap>> {
+        self.cached_view(q).map(|(s, _)| s)
+    }
+
+    /// The namespaces the queue pair's host sees (namespace masking), cached as
+    /// [`PgInner::subsystem_for`]. Empty before Connect.
+    pub fn visible_ns_for(&self, q: &QpairInner) -> Option<VisibleNs> {
+        self.cached_view(q).map(|(_, v)| v)
+    }
+
+    fn cached_view(&self, q: &QpairInner) -> Option<(Arc<SubsysSnap>, VisibleNs)> {
         let cur = self.generation.get();
-        if let Some((g, s)) = q.snap_cache.borrow().as_ref()
-            && *g == cur
+        if let Some(c) = q.snap_cache.borrow().as_ref()
+            && c.generation == cur
         {
-            return Some(s.clone());
+            return Some((c.snap.clone(), c.visible.clone()));
         }
         let s = self.subsystem(&q.subnqn.borrow())?;
-        *q.snap_cache.borrow_mut() = Some((cur, s.clone()));
-        Some(s)
+        let visible = Rc::new(match q.ctrlr.borrow().as_ref() {
+            Some(c) => s.visible_namespaces(&c.hostnqn),
+            None => BTreeMap::new(),
+        });
+        *q.snap_cache.borrow_mut() = Some(SnapCache {
+            generation: cur,
+            snap: s.clone(),
+            visible: visible.clone(),
+        });
+        Some((s, visible))
     }
 
     pub fn view(&self) -> Arc<TargetSnap> {

@@ -58,6 +58,18 @@ impl Reply {
     }
 }
 
+/// A queue pair's view of its subsystem for one poll group generation: the snapshot and the
+/// namespaces its host sees (namespace masking checked once per configuration change, not
+/// per command; an invisible namespace is simply absent).
+pub(crate) struct SnapCache {
+    pub generation: u64,
+    pub snap: Arc<crate::subsystem::SubsysSnap>,
+    pub visible: VisibleNs,
+}
+
+/// The namespaces one host sees, by NSID.
+pub(crate) type VisibleNs = Rc<std::collections::BTreeMap<u32, Arc<crate::subsystem::Namespace>>>;
+
 pub(crate) struct QpairInner {
     pub pg: Weak<PgInner>,
     pub transport: String,
@@ -71,8 +83,8 @@ pub(crate) struct QpairInner {
     pub admin: RefCell<Option<Rc<Ctrlr>>>,
     pub subnqn: RefCell<String>,
     pub outstanding: Cell<u32>,
-    /// Cached subsystem view and the poll group generation it belongs to.
-    pub snap_cache: RefCell<Option<(u64, Arc<crate::subsystem::SubsysSnap>)>>,
+    /// Cached subsystem view, valid for one poll group generation.
+    pub snap_cache: RefCell<Option<SnapCache>>,
     /// The transport's `max_io_size`, fixed at Connect.
     pub max_io: Cell<u32>,
     /// Controller epoch at I/O Connect (see `CtrlrShared::epoch`).

@@ -148,6 +148,17 @@ struct RemoveNs {
     tgt_name: Option<String>,
 }
 
+/// `nvmf_ns_add_host` / `nvmf_ns_remove_host` parameters (SPDK `nvmf_rpc_ns_visible_decoder`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NsVisibleParams {
+    nqn: String,
+    nsid: u32,
+    host: String,
+    #[serde(default)]
+    tgt_name: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListenerParams {
@@ -331,6 +342,18 @@ pub fn register_rpcs(reg: &RpcRegistry, tgt: &Target) {
                 }
             }
         },
+    );
+    let t = tgt.clone();
+    reg.register_typed(
+        "nvmf_ns_add_host",
+        StateMask::RUNTIME,
+        move |p: NsVisibleParams, r| ns_visible(&t, p, true, r),
+    );
+    let t = tgt.clone();
+    reg.register_typed(
+        "nvmf_ns_remove_host",
+        StateMask::RUNTIME,
+        move |p: NsVisibleParams, r| ns_visible(&t, p, false, r),
     );
     let t = tgt.clone();
     reg.register_typed(
@@ -781,12 +804,12 @@ fn add_ns(t: &Target, p: AddNs, r: Request) {
         Some(Some(n)) => Some(n),
         Some(None) => return r.err(RpcError::invalid_params("Invalid eui64")),
     };
-    if ns.ptpl_file.is_some() || ns.no_auto_visible {
-        // Reservations (PTPL) and namespace masking are not implemented: refuse rather than
-        // silently expose a namespace differently from what was asked.
+    if ns.ptpl_file.is_some() {
+        // Reservations (PTPL) are not implemented: refuse rather than silently lose the
+        // persistence that was asked for.
         tracing::error!(
             bdev = %ns.bdev_name,
-            "ptpl_file and no_auto_visible are not supported by this target"
+            "ptpl_file is not supported by this target"
         );
         return r.err(invalid());
     }
@@ -806,6 +829,41 @@ fn add_ns(t: &Target, p: AddNs, r: Request) {
         Ok(nsid) => t.update(move || r.ok(nsid)),
         Err(e) => {
             tracing::error!(bdev = %ns.bdev_name, error = %e, "Unable to add namespace");
+            r.err(invalid())
+        }
+    }
+}
+
+/// `nvmf_ns_add_host` (`visible`) and `nvmf_ns_remove_host`, with SPDK 25.09's answers
+/// (`nvmf_rpc_ns_visible`): an unknown target is -32603 "Unable to find a target.", every
+/// other failure (unknown subsystem, invalid host NQN, NSID out of range or unused, a
+/// namespace without `no_auto_visible`) -32602 "Invalid parameters". SPDK pauses the
+/// subsystem around the change; here the poll groups switch to the new snapshot at once,
+/// and the answer comes when all of them have it.
+fn ns_visible(t: &Target, p: NsVisibleParams, visible: bool, r: Request) {
+    if let Some(n) = &p.tgt_name
+        && n != t.name()
+    {
+        tracing::error!(tgt_name = %n, "Unable to find a target object.");
+        return r.err(RpcError::internal("Unable to find a target."));
+    }
+    let res = if visible {
+        t.ns_add_host(&p.nqn, p.nsid, &p.host)
+    } else {
+        t.ns_remove_host(&p.nqn, p.nsid, &p.host)
+    };
+    match res {
+        Ok(()) => t.update(move || r.ok(true)),
+        Err(NvmfError::NotFound(m)) if m.starts_with("Unable to find subsystem") => {
+            r.err(no_subsystem(&p.nqn))
+        }
+        Err(e) => {
+            tracing::error!(
+                host = %p.host,
+                nsid = p.nsid,
+                error = %e,
+                "Unable to add/remove host to namespace"
+            );
             r.err(invalid())
         }
     }
@@ -890,6 +948,9 @@ pub fn subsystems_json(t: &Target) -> Vec<Value> {
                             );
                         }
                         m.insert("uuid".into(), json!(n.uuid.to_string()));
+                        if s.ana_reporting {
+                            m.insert("anagrpid".into(), json!(n.anagrpid));
+                        }
                         Value::Object(m)
                     })
                     .collect();
@@ -983,11 +1044,22 @@ pub fn config_json(t: &Target) -> Value {
                     ),
                 );
             }
+            if s.ana_reporting {
+                ns.insert("anagrpid".into(), json!(n.anagrpid));
+            }
             ns.insert("no_auto_visible".into(), json!(n.no_auto_visible));
             out.push(entry(
                 "nvmf_subsystem_add_ns",
                 json!({"nqn": s.nqn, "namespace": ns}),
             ));
+            // SPDK writes the namespace's hosts right after it (nvmf.c
+            // `nvmf_write_nvme_subsystem_config`), so a replay rebuilds the same masking.
+            for h in &n.hosts {
+                out.push(entry(
+                    "nvmf_ns_add_host",
+                    json!({"nqn": s.nqn, "nsid": n.nsid, "host": h}),
+                ));
+            }
         }
         for l in &s.listeners {
             out.push(entry(

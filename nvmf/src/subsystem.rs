@@ -8,7 +8,7 @@ use crate::NvmfError;
 use crate::ctrlr::CtrlrTable;
 use crate::transport::{DiscoverInfo, ListenAddr};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// SPDK's default serial number (`nvmf_create_subsystem` without `serial_number`).
@@ -63,12 +63,23 @@ pub struct Namespace {
     pub eui64: [u8; 8],
     /// ANA group ID.
     pub anagrpid: u32,
-    /// Hidden from controllers until `nvmf_ns_add_host`.
+    /// Hidden from controllers until `nvmf_ns_add_host` (SPDK `!ns->always_visible`).
     pub no_auto_visible: bool,
+    /// Host NQNs this namespace is visible to when `no_auto_visible` (`nvmf_ns_add_host`),
+    /// in the order added.
+    pub hosts: Vec<String>,
     /// Whether the UUID, NGUID and EUI-64 were given explicitly (save_config prints them).
     pub explicit_ids: (bool, bool, bool),
     /// The open, claimed descriptor every poll group gets its channel from.
     pub(crate) desc: Arc<bdev::Desc>,
+}
+
+impl Namespace {
+    /// True when a controller of host `hostnqn` sees this namespace (SPDK
+    /// `nvmf_ctrlr_init_visible_ns`: always visible, or the host was added to it).
+    pub fn visible_to(&self, hostnqn: &str) -> bool {
+        !self.no_auto_visible || self.hosts.iter().any(|h| h == hostnqn)
+    }
 }
 
 impl std::fmt::Debug for Namespace {
@@ -188,6 +199,41 @@ impl Subsystem {
             .ok_or_else(|| NvmfError::NoSpace("no free namespace ID".into()))
     }
 
+    /// Makes namespace `nsid` visible (`visible` true) or invisible to host `hostnqn` (SPDK
+    /// `nvmf_ns_visible`): the host NQN must be valid, `nsid` in `1..=max_nsid` and in use,
+    /// and the namespace must have been added with `no_auto_visible`. Adding a host twice
+    /// or removing one that was never added succeeds without change, as in SPDK.
+    pub fn set_ns_visible(
+        &mut self,
+        nsid: u32,
+        hostnqn: &str,
+        visible: bool,
+    ) -> Result<(), NvmfError> {
+        nvme::spec::nqn::validate_nqn(hostnqn)
+            .map_err(|e| NvmfError::InvalidParam(format!("host NQN {hostnqn}: {e}")))?;
+        if self.subtype == SubType::Discovery || nsid == 0 || nsid > self.max_nsid() {
+            return Err(NvmfError::InvalidParam(format!("Invalid NSID {nsid}")));
+        }
+        let ns = self
+            .namespaces
+            .get_mut(&nsid)
+            .ok_or_else(|| NvmfError::NotFound(format!("namespace {nsid} does not exist")))?;
+        if !ns.no_auto_visible {
+            return Err(NvmfError::NotPermitted(format!(
+                "namespace {nsid} is visible to every host (no_auto_visible is false)"
+            )));
+        }
+        let pos = ns.hosts.iter().position(|h| h == hostnqn);
+        match (visible, pos) {
+            (true, None) => ns.hosts.push(hostnqn.to_string()),
+            (false, Some(i)) => {
+                ns.hosts.remove(i);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Validates and sets the serial number (SPDK: at most 20 printable ASCII characters).
     pub fn set_sn(&mut self, sn: &str) -> Result<(), NvmfError> {
         check_ascii(sn, SN_MAX_LEN, "serial_number")?;
@@ -260,6 +306,32 @@ pub(crate) struct SubsysSnap {
 }
 
 impl SubsysSnap {
+    /// Namespace `nsid` if host `hostnqn` sees it (SPDK `nvmf_ctrlr_get_ns`): an invisible
+    /// namespace is treated exactly as an inactive NSID.
+    pub fn visible_ns(&self, hostnqn: &str, nsid: u32) -> Option<&Arc<Namespace>> {
+        self.namespaces
+            .get(&nsid)
+            .filter(|ns| ns.visible_to(hostnqn))
+    }
+
+    /// The namespaces host `hostnqn` sees, by NSID.
+    pub fn visible_namespaces(&self, hostnqn: &str) -> BTreeMap<u32, Arc<Namespace>> {
+        self.namespaces
+            .iter()
+            .filter(|(_, ns)| ns.visible_to(hostnqn))
+            .map(|(n, ns)| (*n, ns.clone()))
+            .collect()
+    }
+
+    /// NSIDs host `hostnqn` sees.
+    pub fn visible_nsids(&self, hostnqn: &str) -> BTreeSet<u32> {
+        self.namespaces
+            .iter()
+            .filter(|(_, ns)| ns.visible_to(hostnqn))
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
     pub fn host_allowed(&self, hostnqn: &str) -> bool {
         self.allow_any_host || self.hosts.iter().any(|h| h == hostnqn)
     }

@@ -779,6 +779,7 @@ impl Target {
             eui64: eui64.unwrap_or([0; 8]),
             anagrpid: if anagrpid == 0 { nsid } else { anagrpid },
             no_auto_visible,
+            hosts: Vec::new(),
             explicit_ids: (uuid.is_some(), nguid.is_some(), eui64.is_some()),
             desc: Arc::new(desc),
         };
@@ -794,6 +795,25 @@ impl Target {
             Some(_) => Ok(()),
             None => Err(NvmfError::NotFound(format!("Invalid NSID {nsid}"))),
         }
+    }
+
+    /// Makes namespace `nsid` of `nqn` visible to host `hostnqn` (SPDK
+    /// `spdk_nvmf_ns_add_host`); see [`Subsystem::set_ns_visible`] for the checks. Connected
+    /// controllers of that host see the namespace, with a Namespace Attribute Changed event,
+    /// once [`Target::update`] reached their poll groups.
+    pub fn ns_add_host(&self, nqn: &str, nsid: u32, hostnqn: &str) -> Result<(), NvmfError> {
+        self.with_subsystem(nqn, |s| s.set_ns_visible(nsid, hostnqn, true))??;
+        tracing::info!(nqn, nsid, hostnqn, "namespace made visible to host");
+        Ok(())
+    }
+
+    /// Hides namespace `nsid` of `nqn` from host `hostnqn` again (SPDK
+    /// `spdk_nvmf_ns_remove_host`); its controllers lose access at the next
+    /// [`Target::update`].
+    pub fn ns_remove_host(&self, nqn: &str, nsid: u32, hostnqn: &str) -> Result<(), NvmfError> {
+        self.with_subsystem(nqn, |s| s.set_ns_visible(nsid, hostnqn, false))??;
+        tracing::info!(nqn, nsid, hostnqn, "namespace hidden from host");
+        Ok(())
     }
 
     /// Adds `hostnqn` to the allow list.

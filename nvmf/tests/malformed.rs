@@ -310,9 +310,19 @@ fn bad_admin_commands() {
             G,
             0x0b,
         ),
+        // SPDK 25.09 `nvmf_ctrlr_identify_ns_id_descriptor_list`: an inactive NSID in range
+        // is Invalid Field (out of range would be Invalid Namespace or Format).
         row(
             "identify descriptors of inactive ns",
             sqe(0x06, 12, 2, 3, 0, 0),
+            None,
+            4096,
+            G,
+            0x02,
+        ),
+        row(
+            "identify descriptors of nsid > NN",
+            sqe(0x06, 12, 33, 3, 0, 0),
             None,
             4096,
             G,

@@ -175,3 +175,28 @@ pub fn sqe(opc: u8, cid: u16, nsid: u32, cdw10: u32, cdw11: u32, cdw12: u32) -> 
     s.cdw12 = cdw12.into();
     s
 }
+
+/// An RPC registry with the nvmf methods on `env`'s target, in the RUNTIME state.
+pub fn rpc_registry(env: &Env) -> std::rc::Rc<rpc::RpcRegistry> {
+    let reg = rpc::RpcRegistry::new();
+    nvmf::register_rpcs(&reg, &env.tgt);
+    reg.set_state(rpc::RpcState::Runtime);
+    reg
+}
+
+/// Calls `method` on the app Thread and polls until it is answered.
+pub fn rpc_call(
+    env: &Env,
+    reg: &rpc::RpcRegistry,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, rpc::RpcError> {
+    env.threads.set_current(0);
+    let out = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let o = out.clone();
+    reg.call_local(method, Some(params), move |r| *o.borrow_mut() = Some(r));
+    env.poll();
+    env.threads.set_current(0);
+    let r = out.borrow_mut().take();
+    r.expect("RPC not answered")
+}
