@@ -41,8 +41,10 @@ struct CreateTransport {
     /// Deprecated form that counts the admin queue.
     #[serde(default)]
     max_qpairs_per_ctrlr: Option<u16>,
+    /// Everything else: common options over the transport's own defaults
+    /// ([`TransportOpts::from_json`]) and its specific options.
     #[serde(flatten)]
-    opts: TransportOpts,
+    opts: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -696,7 +698,13 @@ fn create_transport(t: &Target, p: CreateTransport, r: Request) {
     if let Err(e) = check_tgt(t, &p.tgt_name) {
         return r.err(e);
     }
-    let mut opts = p.opts;
+    let mut opts = match TransportOpts::from_json(&p.trtype, p.opts) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "nvmf_create_transport: bad option");
+            return r.err(RpcError::from(e));
+        }
+    };
     if let Some(q) = p.max_qpairs_per_ctrlr {
         tracing::warn!("max_qpairs_per_ctrlr is deprecated, use max_io_qpairs_per_ctrlr");
         opts.max_io_qpairs_per_ctrlr = q.saturating_sub(1);

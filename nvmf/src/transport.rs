@@ -218,6 +218,14 @@ pub struct DiscoverInfo {
     pub tsas: [u8; 256],
 }
 
+/// RDMA's default `io_unit_size`: `max_io_size` / 16 SGL entries (SPDK 25.09 `lib/nvmf/rdma.c`
+/// `SPDK_NVMF_RDMA_MIN_IO_BUFFER_SIZE`).
+pub const RDMA_DEFAULT_IO_UNIT_SIZE: u32 = DEFAULT_MAX_IO_SIZE / 16;
+/// RDMA's default `num_shared_buffers` (SPDK `SPDK_NVMF_RDMA_DEFAULT_NUM_SHARED_BUFFERS`).
+pub const RDMA_DEFAULT_NUM_SHARED_BUFFERS: u32 = 4095;
+/// RDMA's default `data_wr_pool_size` (SPDK `SPDK_NVMF_RDMA_DEFAULT_DATA_WR_POOL_SIZE`).
+pub const RDMA_DEFAULT_DATA_WR_POOL_SIZE: u32 = 4095;
+
 /// Default `max_queue_depth` (SPDK `SPDK_NVMF_TCP_DEFAULT_MAX_IO_QUEUE_DEPTH`).
 pub const DEFAULT_MAX_QUEUE_DEPTH: u16 = 128;
 /// Default `max_io_qpairs_per_ctrlr` (internal `max_qpairs_per_ctrlr` 128 minus the admin queue).
@@ -321,6 +329,62 @@ impl Default for TransportOpts {
 }
 
 impl TransportOpts {
+    /// SPDK's defaults for transport `trtype` (each transport's `opts_init`, which
+    /// `nvmf_create_transport` starts from). RDMA differs from TCP in `io_unit_size` (8192),
+    /// `num_shared_buffers` (4095) and `data_wr_pool_size` (4095); every other name gets
+    /// TCP's defaults, which are also [`TransportOpts::default`].
+    pub fn defaults_for(trtype: &str) -> TransportOpts {
+        let mut o = TransportOpts::default();
+        if TrType::from_name(trtype) == Some(TrType::RDMA) {
+            o.io_unit_size = RDMA_DEFAULT_IO_UNIT_SIZE;
+            o.num_shared_buffers = RDMA_DEFAULT_NUM_SHARED_BUFFERS;
+            o.data_wr_pool_size = RDMA_DEFAULT_DATA_WR_POOL_SIZE;
+        }
+        o
+    }
+
+    /// The options of `nvmf_create_transport` for `trtype`: the given `params` (SPDK's JSON
+    /// names; unknown names land in [`TransportOpts::specific`]) over
+    /// [`TransportOpts::defaults_for`] `trtype`. Fails when a value has the wrong type.
+    pub fn from_json(
+        trtype: &str,
+        params: Map<String, Value>,
+    ) -> Result<TransportOpts, serde_json::Error> {
+        let defaults = TransportOpts::defaults_for(trtype);
+        let mut merged = match serde_json::to_value(&defaults)? {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let given = |k: &str| params.contains_key(k);
+        // Options SPDK does not print are not serialized: take them from `defaults` unless
+        // given.
+        let (at, apr, dcp, kas, mk) = (
+            given("association_timeout"),
+            given("acceptor_poll_rate"),
+            given("disable_command_passthru"),
+            given("kas"),
+            given("min_kato"),
+        );
+        merged.extend(params);
+        let mut o: TransportOpts = serde_json::from_value(Value::Object(merged))?;
+        if !at {
+            o.association_timeout = defaults.association_timeout;
+        }
+        if !apr {
+            o.acceptor_poll_rate = defaults.acceptor_poll_rate;
+        }
+        if !dcp {
+            o.disable_command_passthru = defaults.disable_command_passthru;
+        }
+        if !kas {
+            o.kas = defaults.kas;
+        }
+        if !mk {
+            o.min_kato = defaults.min_kato;
+        }
+        Ok(o)
+    }
+
     /// Queues per controller including the admin queue (SPDK's internal `max_qpairs_per_ctrlr`).
     pub fn max_qpairs_per_ctrlr(&self) -> u32 {
         u32::from(self.max_io_qpairs_per_ctrlr) + 1
@@ -578,6 +642,48 @@ mod tests {
         assert_eq!(o.min_kato, 10_000);
         assert_eq!(o.association_timeout, 120_000);
         assert_eq!(o.acceptor_poll_rate, 10_000);
+    }
+
+    #[test]
+    fn rdma_defaults_are_spdk_rdma_defaults() {
+        let o = TransportOpts::defaults_for("rdma");
+        assert_eq!(o.max_queue_depth, 128);
+        assert_eq!(o.max_io_qpairs_per_ctrlr, 127);
+        assert_eq!(o.max_qpairs_per_ctrlr(), 128);
+        assert_eq!(o.in_capsule_data_size, 4096);
+        assert_eq!(o.max_io_size, 131_072);
+        assert_eq!(o.io_unit_size, 8192);
+        assert_eq!(o.max_aq_depth, 128);
+        assert_eq!(o.num_shared_buffers, 4095);
+        assert_eq!(o.buf_cache_size, u32::MAX);
+        assert_eq!(o.data_wr_pool_size, 4095);
+        assert_eq!(o.abort_timeout_sec, 1);
+        assert_eq!(TransportOpts::defaults_for("TCP"), TransportOpts::default());
+        assert_eq!(TransportOpts::defaults_for("FOO"), TransportOpts::default());
+    }
+
+    #[test]
+    fn from_json_fills_what_is_not_given_from_the_transports_defaults() {
+        let p = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let o = TransportOpts::from_json(
+            "RDMA",
+            p(serde_json::json!({"io_unit_size": 16384, "kas": 50, "no_srq": true})),
+        )
+        .unwrap();
+        assert_eq!(o.io_unit_size, 16384);
+        assert_eq!(o.num_shared_buffers, 4095);
+        assert_eq!(o.data_wr_pool_size, 4095);
+        assert_eq!(o.kas, 50);
+        assert_eq!(o.min_kato, DEFAULT_MIN_KATO);
+        assert_eq!(o.specific.get("no_srq"), Some(&Value::Bool(true)));
+        assert_eq!(o.specific.len(), 1);
+        let t = TransportOpts::from_json("TCP", Map::new()).unwrap();
+        assert_eq!(t, TransportOpts::default());
+        let e = TransportOpts::from_json("TCP", p(serde_json::json!({"max_queue_depth": "x"})));
+        assert!(e.is_err());
     }
 
     #[test]
