@@ -1,14 +1,77 @@
 //! The TCP transport: non-blocking listeners and the acceptor (SPDK `nvmf_tcp_listen`,
 //! `nvmf_tcp_accept`).
+//!
+//! Sockets get the options of the default socket implementation ([`env::sock`], set by the
+//! `sock_impl_set_options` RPC) that map to Linux socket options, as SPDK's posix sock module
+//! does: SO_RCVBUF/SO_SNDBUF when non-zero (on the listener before `listen`, so accepted
+//! sockets start with them and the TCP window scale fits, and again on each accepted socket),
+//! TCP_QUICKACK when `enable_quickack`, and SO_PRIORITY from the transport's `sock_priority`
+//! (not inherited by accepted sockets). TCP_NODELAY is always set. The options that are not
+//! socket options are not applied: `enable_recv_pipe` (user-space receive buffering; the poll
+//! group reads into its own 64 KiB buffer), `enable_zerocopy_send_server` (MSG_ZEROCOPY; SPDK
+//! itself skips it on loopback), `enable_placement_id`, and the TLS ones.
 
 use crate::poll_group::TcpPollGroup;
 use crate::proto::ProtoConfig;
+use env::sock::SockImplOpts;
 use nvmf::NvmfError;
 use nvmf::transport::{
     DiscoverInfo, ListenAddr, PollGroupBuilder, TrType, Transport, TransportOpts,
 };
 use serde_json::{Map, Value};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+
+/// Highest `sock_priority` (SPDK `SPDK_NVMF_TCP_DEFAULT_MAX_SOCK_PRIORITY`); Linux needs
+/// CAP_NET_ADMIN for SO_PRIORITY above 6, so such a socket may fail to configure.
+const MAX_SOCK_PRIORITY: i64 = 16;
+
+/// Listen backlog (SPDK's posix `listen(fd, 512)`).
+const LISTEN_BACKLOG: i32 = 512;
+
+/// Sets SO_RCVBUF and SO_SNDBUF from `opts` (those that are non-zero). Linux doubles the
+/// value it stores and caps it at `net.core.rmem_max`/`wmem_max`.
+pub fn apply_buffer_sizes(sock: &SockRef<'_>, opts: &SockImplOpts) -> std::io::Result<()> {
+    if opts.recv_buf_size > 0 {
+        sock.set_recv_buffer_size(opts.recv_buf_size as usize)?;
+    }
+    if opts.send_buf_size > 0 {
+        sock.set_send_buffer_size(opts.send_buf_size as usize)?;
+    }
+    Ok(())
+}
+
+/// Configures an accepted NVMe/TCP socket: non-blocking, TCP_NODELAY, the buffer sizes of
+/// `opts`, TCP_QUICKACK if `opts.enable_quickack`, and SO_PRIORITY when `priority` is not 0.
+pub fn configure_accepted(
+    stream: &TcpStream,
+    opts: &SockImplOpts,
+    priority: u32,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(true)?;
+    stream.set_nodelay(true)?;
+    let sock = SockRef::from(stream);
+    apply_buffer_sizes(&sock, opts)?;
+    if opts.enable_quickack {
+        sock.set_tcp_quickack(true)?;
+    }
+    if priority != 0 {
+        sock.set_priority(priority)?;
+    }
+    Ok(())
+}
+
+/// A non-blocking listener on `sa` with SO_REUSEADDR and the buffer sizes of `opts` set before
+/// `listen`.
+fn bind_listener(sa: SocketAddr, opts: &SockImplOpts) -> std::io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(sa), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    apply_buffer_sizes(&SockRef::from(&sock), opts)?;
+    sock.bind(&sa.into())?;
+    sock.listen(LISTEN_BACKLOG)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
 
 /// TCP-specific options SPDK accepts in `nvmf_create_transport`.
 const KNOWN_OPTIONS: &[&str] = &["c2h_success", "sock_priority", "control_msg_num"];
@@ -60,9 +123,15 @@ impl TcpTransport {
         let c2h_success = bool_opt(&opts, "c2h_success", true)?;
         let sock_priority = match opts.specific.get("sock_priority") {
             None => 0,
-            Some(v) => v.as_i64().filter(|p| (0..=6).contains(p)).ok_or_else(|| {
-                NvmfError::InvalidParam(format!("sock_priority must be 0..=6, got {v}"))
-            })?,
+            // SPDK_NVMF_TCP_DEFAULT_MAX_SOCK_PRIORITY.
+            Some(v) => v
+                .as_i64()
+                .filter(|p| (0..=MAX_SOCK_PRIORITY).contains(p))
+                .ok_or_else(|| {
+                    NvmfError::InvalidParam(format!(
+                        "sock_priority must be 0..={MAX_SOCK_PRIORITY}, got {v}"
+                    ))
+                })?,
         };
         let cfg = ProtoConfig {
             in_capsule_data_size: opts.in_capsule_data_size,
@@ -106,8 +175,7 @@ impl Transport for TcpTransport {
             return Ok(());
         }
         let sa = addr.socket_addr()?;
-        let l = TcpListener::bind(sa)?;
-        l.set_nonblocking(true)?;
+        let l = bind_listener(sa, &env::sock::default_sock_opts())?;
         tracing::info!(%addr, "NVMe/TCP target listening");
         self.listeners.push((addr.clone(), l));
         Ok(())
@@ -124,10 +192,10 @@ impl Transport for TcpTransport {
         for (addr, l) in &self.listeners {
             match l.accept() {
                 Ok((stream, peer)) => {
-                    if let Err(e) = stream
-                        .set_nonblocking(true)
-                        .and_then(|()| stream.set_nodelay(true))
-                    {
+                    let opts = env::sock::default_sock_opts();
+                    // sock_priority was checked to be 0..=6 when the transport was created.
+                    let priority = u32::try_from(self.sock_priority).unwrap_or(0);
+                    if let Err(e) = configure_accepted(&stream, &opts, priority) {
                         tracing::error!(error = %e, %peer, "cannot configure accepted socket");
                         continue;
                     }
