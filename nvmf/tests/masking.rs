@@ -524,3 +524,53 @@ fn save_config_writes_masking_and_replay_rebuilds_it() {
     assert!(hidden);
     assert_eq!(hosts, vec![HOST_A.to_string()]);
 }
+
+/// ANA log page (LID 0Ch, RGO=0): (group ID, NSIDs) per group descriptor.
+fn ana_groups(env: &Env, admin: &TestHost, cid: u16) -> Vec<(u32, Vec<u32>)> {
+    let numd = 1024 - 1;
+    let (c, d) = env.cmd(
+        admin,
+        sqe(0x02, cid, 0, 0x0c | (numd << 16), 0, 0),
+        None,
+        4096,
+    );
+    ok(&c);
+    let d = d.unwrap();
+    let u32_at = |o: usize| u32::from_le_bytes([d[o], d[o + 1], d[o + 2], d[o + 3]]);
+    let ngrps = u16::from_le_bytes([d[8], d[9]]);
+    let mut off = 16;
+    let mut out = Vec::new();
+    for _ in 0..ngrps {
+        let (grp, n) = (u32_at(off), u32_at(off + 4) as usize);
+        off += 32;
+        out.push((grp, (0..n).map(|i| u32_at(off + 4 * i)).collect()));
+        off += 4 * n;
+    }
+    out
+}
+
+#[test]
+fn ana_log_page_lists_only_visible_namespaces() {
+    let m = masked();
+    let env = &m.env;
+    env.tgt
+        .with_subsystem(SUBNQN, |s| s.ana_reporting = true)
+        .unwrap();
+    env.update();
+    let (a, _) = admin_connect(env, HOST_A, 0);
+    let (b, _) = admin_connect(env, HOST_B, 0);
+    assert_eq!(ana_groups(env, &a, 10), vec![(1, vec![1]), (2, vec![2])]);
+    assert_eq!(ana_groups(env, &b, 10), vec![(1, vec![1])]);
+    // With ana_reporting, SPDK prints each namespace's anagrpid in nvmf_get_subsystems and
+    // save_config.
+    let v = rpc_call(env, &m.reg, "nvmf_get_subsystems", json!({"nqn": SUBNQN})).unwrap();
+    assert_eq!(v[0]["namespaces"][1]["anagrpid"], json!(2));
+    let cfg = nvmf::config_json(&env.tgt);
+    let ns2 = cfg
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["method"] == "nvmf_subsystem_add_ns" && e["params"]["namespace"]["nsid"] == 2)
+        .unwrap();
+    assert_eq!(ns2["params"]["namespace"]["anagrpid"], json!(2));
+}
