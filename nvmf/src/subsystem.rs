@@ -3,6 +3,13 @@
 //! The configuration lives on the app thread in [`Subsystem`]. Each change produces a new
 //! immutable snapshot that the target sends to every poll group by message, so the I/O
 //! path reads only its own poll group's copy and takes no lock.
+//!
+//! Namespace masking (SPDK `no_auto_visible`, `nvmf_ns_add_host`): a namespace added with
+//! `no_auto_visible` is visible only to the host NQNs in [`Namespace::hosts`]. Visibility is
+//! a function of the snapshot and the controller's host NQN; each I/O queue pair caches the
+//! namespaces its host sees once per configuration generation, so a hidden namespace is
+//! simply absent on the I/O path, and admin commands look namespaces up through the same
+//! rule.
 
 use crate::NvmfError;
 use crate::ctrlr::CtrlrTable;
