@@ -16,11 +16,12 @@ pub const DEFAULT_NUM_CQE: u32 = 4096;
 pub const DEFAULT_MAX_SRQ_DEPTH: u32 = 4096;
 /// Default `acceptor_backlog` (SPDK `SPDK_NVMF_RDMA_ACCEPTOR_BACKLOG`).
 pub const DEFAULT_ACCEPTOR_BACKLOG: u32 = 100;
-/// Default `io_unit_size` of the RDMA transport (SPDK `SPDK_NVMF_RDMA_DEFAULT_IO_BUFFER_SIZE`:
-/// `max_io_size` / 16 SGEs).
-pub const DEFAULT_IO_UNIT_SIZE: u32 = 8192;
-/// Default `num_shared_buffers` of the RDMA transport.
-pub const DEFAULT_NUM_SHARED_BUFFERS: u32 = 4095;
+/// Default `io_unit_size` and `num_shared_buffers` of the RDMA transport (SPDK's), defined
+/// where `nvmf_create_transport` fills defaults per trtype.
+pub use nvmf::transport::{
+    RDMA_DEFAULT_IO_UNIT_SIZE as DEFAULT_IO_UNIT_SIZE,
+    RDMA_DEFAULT_NUM_SHARED_BUFFERS as DEFAULT_NUM_SHARED_BUFFERS,
+};
 /// Most scatter-gather entries one data work request uses (SPDK `NVMF_DEFAULT_RX_SGE`-like
 /// bound `SPDK_NVMF_MAX_SGL_ENTRIES`).
 pub const MAX_SGE: u32 = 16;
