@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use super::transport::{Payload, QpairParams, RawCompletion, Transport, TransportQpair};
 use super::{HostError, TransportId};
 use crate::spec::cqe::Cqe;
-use crate::spec::fabrics::{
-    CONNECT_DATA_SIZE, ConnectCmd, connect_rsp_authreq, connect_rsp_cntlid,
-};
+use crate::spec::fabrics::{ConnectCmd, connect_rsp_authreq, connect_rsp_cntlid};
 use crate::spec::sqe::Sqe;
 use crate::spec::status::{GenericStatus, Status};
 
@@ -353,48 +351,21 @@ pub struct ConnectArgs<'a> {
     pub kato_ms: u32,
 }
 
-/// Byte offsets in Connect data (NVMe-oF 1.1, Figure 20; Linux `struct nvmf_connect_data`):
-/// HOSTID at 0, CNTLID at 16, SUBNQN at 256, HOSTNQN at 512, each NQN 256 bytes with a NUL.
-/// Built here at the wire offsets: `spec::fabrics::ConnectData` declares the two NQN fields
-/// in the opposite order.
-pub mod connect_data_offset {
-    /// HOSTID.
-    pub const HOSTID: usize = 0;
-    /// CNTLID.
-    pub const CNTLID: usize = 16;
-    /// SUBNQN.
-    pub const SUBNQN: usize = 256;
-    /// HOSTNQN.
-    pub const HOSTNQN: usize = 512;
-    /// Length of each NQN field.
-    pub const NQN_LEN: usize = 256;
-}
-
-/// The 1024 bytes of Connect data.
+/// The 1024 bytes of Connect data (`spec::fabrics::ConnectData`: HOSTID at 0, CNTLID at 16,
+/// SUBNQN at 256, HOSTNQN at 512), after checking both NQNs (SPDK's NQN rules, < 256 bytes).
 pub fn connect_data(
     hostid: [u8; 16],
     cntlid: u16,
     hostnqn: &str,
     subnqn: &str,
 ) -> Result<Vec<u8>, HostError> {
-    use connect_data_offset as o;
-    let mut d = vec![0u8; CONNECT_DATA_SIZE];
-    d[o::HOSTID..o::HOSTID + 16].copy_from_slice(&hostid);
-    d[o::CNTLID..o::CNTLID + 2].copy_from_slice(&cntlid.to_le_bytes());
-    for (at, nqn, what) in [
-        (o::SUBNQN, subnqn, "subnqn"),
-        (o::HOSTNQN, hostnqn, "hostnqn"),
-    ] {
+    for (nqn, what) in [(subnqn, "subnqn"), (hostnqn, "hostnqn")] {
         crate::spec::nqn::validate_nqn(nqn)
             .map_err(|e| HostError::InvalidRequest(format!("{what}: {e}")))?;
-        if nqn.len() >= o::NQN_LEN {
-            return Err(HostError::InvalidRequest(format!(
-                "{what} longer than 255 bytes"
-            )));
-        }
-        d[at..at + nqn.len()].copy_from_slice(nqn.as_bytes());
     }
-    Ok(d)
+    let d = crate::spec::fabrics::ConnectData::new(hostid, cntlid, hostnqn, subnqn)
+        .map_err(|e| HostError::InvalidRequest(format!("connect data: {e}")))?;
+    Ok(zerocopy::IntoBytes::as_bytes(&d).to_vec())
 }
 
 #[cfg(test)]
