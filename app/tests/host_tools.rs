@@ -449,3 +449,74 @@ fn bdev_nvme_attaches_to_target_and_moves_data_through_the_bdev_layer() {
     assert_eq!(*gone.borrow(), Some(Ok(())));
     assert!(bdev::get_by_name("HostTools0n1").is_none());
 }
+
+/// A raw read of `nlb` 512-byte blocks at LBA 0 of `nsid`, bypassing the host driver's own
+/// namespace check (as a hostile or stale host would send it).
+fn raw_read(q: &mut IoQpair, nsid: u32, tag: u64) -> Completion {
+    use nvme::spec::io::ReadWrite;
+    use nvme::spec::{NvmOpcode, Sqe};
+    let mut sqe = Sqe::new(NvmOpcode::READ.0, 0);
+    sqe.nsid = nsid.into();
+    ReadWrite {
+        slba: 0,
+        nlb: 7,
+        ..Default::default()
+    }
+    .apply(&mut sqe);
+    q.submit_raw(sqe, nvme::host::Payload::FromCtrl(vec![0; 4096]), tag)
+        .unwrap();
+    wait_one(q)
+}
+
+#[test]
+#[ignore = "needs SPDK's spdk-rpc: run through `cargo xtask ci` (or `cargo xtask setup`)"]
+fn spdk_rpc_masks_a_namespace_per_host_and_the_other_host_never_reads_it() {
+    use nvme::spec::{GenericStatus, Sct};
+    let port = free_port();
+    let t = start_target(port);
+    let rpc = |args: &[&str]| common::spdk_rpc_call(&t.sock, args);
+    let (host_a, host_b) = ("nqn.2016-06.io.spdk:host-a", "nqn.2016-06.io.spdk:host-b");
+    rpc(&["bdev_malloc_create", "-b", "Secret", "8", "512"]).unwrap();
+    rpc(&["nvmf_subsystem_add_ns", NQN, "Secret", "-n", "2", "-i"]).unwrap();
+    rpc(&["nvmf_ns_add_host", NQN, "2", host_a]).unwrap();
+    // SPDK's errors for a namespace that does not exist.
+    let e = rpc(&["nvmf_ns_add_host", NQN, "9", host_a]).unwrap_err();
+    assert!(e.contains("Invalid parameters"), "{e}");
+
+    let connect = |h: &str| {
+        let trid = TransportId::parse(&format!("{} hostnqn:{h}", trid(port, Some(NQN)))).unwrap();
+        Controller::connect(&trid, ControllerOpts::default()).unwrap()
+    };
+    let ids = |c: &Controller| c.namespaces().map(|n| n.id()).collect::<Vec<_>>();
+    let mut a = connect(host_a);
+    let mut b = connect(host_b);
+    assert_eq!(ids(&a), vec![1, 2]);
+    assert_eq!(ids(&b), vec![1], "namespace 2 is hidden from host B");
+
+    let secret: Vec<u8> = (0..4096).map(|i| (i % 251) as u8 ^ 0xa5).collect();
+    let mut qa = a.alloc_io_qpair(16).unwrap();
+    qa.write(2, 0, secret.clone(), 1).unwrap();
+    assert!(wait_one(&mut qa).is_success());
+    let mut qb = b.alloc_io_qpair(16).unwrap();
+    let r = raw_read(&mut qb, 2, 2);
+    assert_eq!(r.status.sct, Sct::GENERIC);
+    assert_eq!(r.status.sc, GenericStatus::INVALID_NAMESPACE_OR_FORMAT.0);
+    assert!(r.status.dnr);
+    assert_eq!(r.buf, vec![0; 4096], "no byte of A's namespace reaches B");
+
+    // Visible to B now (notice by AEN); then hidden from A again.
+    rpc(&["nvmf_ns_add_host", NQN, "2", host_b]).unwrap();
+    let r = raw_read(&mut qb, 2, 3);
+    assert!(r.is_success(), "{:?}", r.status);
+    assert_eq!(r.buf, secret);
+    rpc(&["nvmf_ns_remove_host", NQN, "2", host_a]).unwrap();
+    let r = raw_read(&mut qa, 2, 4);
+    assert_eq!(r.status.sc, GenericStatus::INVALID_NAMESPACE_OR_FORMAT.0);
+
+    // save_config keeps the masking for a replay.
+    let saved = rpc(&["save_config"]).unwrap().to_string();
+    assert!(saved.contains("\"no_auto_visible\":true"), "{saved}");
+    assert!(saved.contains("nvmf_ns_add_host"), "{saved}");
+    assert!(saved.contains(host_b) && !saved.contains(host_a), "{saved}");
+    let _ = (a.process_admin_completions(), b.process_admin_completions());
+}
