@@ -2,7 +2,7 @@
 
 use crate::ctrlr::{
     AEC_DISCOVERY_LOG_CHANGE, AEC_NS_ATTR, Ctrlr, KAS_UNIT_MS, LID_CHANGED_NS_LIST, LID_DISCOVERY,
-    MAX_AERS,
+    LID_RESERVATION_NOTIFICATION, MAX_AERS, RESV_MASK_BITS,
 };
 use crate::discovery;
 use crate::poll_group::PgInner;
@@ -86,6 +86,8 @@ mod fid {
     pub const KEEP_ALIVE_TIMER: u8 = 0x0f;
     pub const HOST_BEHAVIOR_SUPPORT: u8 = 0x16;
     pub const HOST_IDENTIFIER: u8 = 0x81;
+    pub const RESERVATION_NOTIFICATION_MASK: u8 = 0x82;
+    pub const RESERVATION_PERSISTENCE: u8 = 0x83;
 }
 
 fn invalid_field() -> Reply {
@@ -161,8 +163,8 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
     match opc {
         AdminOpcode::IDENTIFY => Some(identify(pg, &ctrlr, &snap, &req)),
         AdminOpcode::GET_LOG_PAGE => Some(get_log_page(pg, &ctrlr, &snap, q, &req)),
-        AdminOpcode::GET_FEATURES => Some(get_features(&ctrlr, &req)),
-        AdminOpcode::SET_FEATURES => Some(set_features(&ctrlr, &req)),
+        AdminOpcode::GET_FEATURES => Some(get_features(&ctrlr, &snap, &req)),
+        AdminOpcode::SET_FEATURES => Some(set_features(&ctrlr, &snap, &req)),
         AdminOpcode::KEEP_ALIVE => {
             ctrlr.last_keep_alive.set(env::now());
             Some(Reply::status(Status::SUCCESS))
@@ -386,6 +388,8 @@ pub(crate) fn identify_ctrlr(
     if all(IoType::Copy) {
         oncs |= id::ONCS_COPY;
     }
+    // Reservations are kept by the target itself, for every bdev (SPDK sets it always).
+    oncs |= id::ONCS_RESERVATIONS;
     c.oncs = oncs.into();
     c.fuses = id::FUSES_COMPARE_AND_WRITE.into();
     let vwc = snap
@@ -416,6 +420,14 @@ fn identify_ns(ns: &crate::subsystem::Namespace, snap: &SubsysSnap) -> IdentifyN
     }
     n.nguid = ns.nguid;
     n.eui64 = ns.eui64;
+    // Every reservation type and IEKEY; no persistence through power loss (no ptpl_file).
+    n.rescap = id::RESCAP_WRITE_EXCLUSIVE
+        | id::RESCAP_EXCLUSIVE_ACCESS
+        | id::RESCAP_WRITE_EXCLUSIVE_REG_ONLY
+        | id::RESCAP_EXCLUSIVE_ACCESS_REG_ONLY
+        | id::RESCAP_WRITE_EXCLUSIVE_ALL_REG
+        | id::RESCAP_EXCLUSIVE_ACCESS_ALL_REG
+        | id::RESCAP_IGNORE_EXISTING_KEY;
     if snap.ana_reporting {
         n.anagrpid = ns.anagrpid.into();
     }
@@ -471,6 +483,7 @@ fn get_log_page(
                 lid::FIRMWARE_SLOT,
                 LID_CHANGED_NS_LIST,
                 lid::COMMAND_EFFECTS,
+                LID_RESERVATION_NOTIFICATION,
             ] {
                 page[usize::from(l) * 4] = 1;
             }
@@ -484,6 +497,7 @@ fn get_log_page(
             let page = ana_page(snap, &ctrlr.shared.hostnqn, pg.genctr(), rgo);
             page_reply(&page, offset, len)
         }
+        LID_RESERVATION_NOTIFICATION => reservation_log(ctrlr, offset, len, rae),
         lid::ERROR => page_reply(&[0u8; 64], offset, len),
         lid::HEALTH => page_reply(&[0u8; 512], offset, len),
         lid::FIRMWARE_SLOT => {
@@ -531,6 +545,10 @@ fn get_log_page(
                 (0x08, csupp | lbcc),
                 (0x09, csupp | lbcc),
                 (0x19, csupp | lbcc),
+                (0x0d, csupp),
+                (0x0e, csupp),
+                (0x11, csupp),
+                (0x15, csupp),
             ] {
                 let o = 1024 + usize::from(opc) * 4;
                 page[o..o + 4].copy_from_slice(&e.to_le_bytes());
@@ -545,8 +563,47 @@ fn get_log_page(
 }
 
 const FEAT_CHANGEABLE: u32 = 1 << 2;
+/// NSID addressing every namespace.
+const NSID_ALL: u32 = 0xffff_ffff;
 
-fn get_features(ctrlr: &Ctrlr, req: &Request) -> Reply {
+/// The Reservation Notification log page (NVMe Base 2.0, 5.16.1.26): the unread entries,
+/// 64 bytes each, oldest first, with the number of entries after each (capped at 255).
+/// Reading consumes every entry up to the end of the transfer (SPDK
+/// `nvmf_get_reservation_notification_log_page`); an offset past the entries is Invalid
+/// Field; with no entry the page is zero. RAE=0 re-arms the notice.
+fn reservation_log(ctrlr: &Ctrlr, offset: usize, len: usize, rae: bool) -> Reply {
+    use nvme::spec::log::ReservationNotificationLog;
+    const ENTRY: usize = size_of::<ReservationNotificationLog>();
+    let mut log = ctrlr.resv_log.borrow_mut();
+    let n = log.len();
+    if n > 0 && offset >= n * ENTRY {
+        tracing::error!(
+            offset,
+            entries = n,
+            "reservation log page offset past its entries"
+        );
+        return invalid_field();
+    }
+    let mut page = Vec::with_capacity(n * ENTRY);
+    for (i, (count, log_type, nsid)) in log.iter().enumerate() {
+        let e = ReservationNotificationLog {
+            log_page_count: (*count).into(),
+            log_type: *log_type,
+            num_avail_log_pages: (n - 1 - i).min(usize::from(u8::MAX)) as u8,
+            nsid: (*nsid).into(),
+            ..Default::default()
+        };
+        page.extend_from_slice(e.as_bytes());
+    }
+    let consumed = offset.saturating_add(len).div_ceil(ENTRY).min(n);
+    log.drain(..consumed);
+    if !rae {
+        ctrlr.resv_notice_masked.set(false);
+    }
+    page_reply(&page, offset, len)
+}
+
+fn get_features(ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Reply {
     let cdw10 = req.sqe.cdw10.get();
     let f = cdw10 as u8;
     let sel = ((cdw10 >> 8) & 0x7) as u8;
@@ -571,7 +628,35 @@ fn get_features(ctrlr: &Ctrlr, req: &Request) -> Reply {
                 tracing::error!("Get Features Host Identifier with EXHID=0");
                 return invalid_field();
             }
+            if (req.length as usize) < ctrlr.shared.hostid.len() {
+                tracing::error!(
+                    len = req.length,
+                    "Get Features Host Identifier buffer too short"
+                );
+                return invalid_field();
+            }
             return page_reply(&ctrlr.shared.hostid, 0, 16);
+        }
+        fid::RESERVATION_NOTIFICATION_MASK => {
+            // SPDK `nvmf_ctrlr_get_features_reservation_notification_mask`: one namespace.
+            let nsid = req.sqe.nsid();
+            if nsid == NSID_ALL || snap.visible_ns(&ctrlr.shared.hostnqn, nsid).is_none() {
+                tracing::error!(
+                    nsid,
+                    "Get Features Reservation Notification Mask: invalid NSID"
+                );
+                return invalid_field();
+            }
+            return Reply::status(Status::SUCCESS).dw0(ctrlr.resv_mask(nsid));
+        }
+        fid::RESERVATION_PERSISTENCE => {
+            let nsid = req.sqe.nsid();
+            if snap.visible_ns(&ctrlr.shared.hostnqn, nsid).is_none() {
+                tracing::error!(nsid, "Get Features Reservation Persistence: invalid NSID");
+                return invalid_field();
+            }
+            // PTPL is never on: persistence through power loss is not supported.
+            return Reply::status(Status::SUCCESS).dw0(0);
         }
         fid::HOST_BEHAVIOR_SUPPORT => {
             return page_reply(&feat.host_behavior, 0, (req.length as usize).min(512));
@@ -587,7 +672,7 @@ fn get_features(ctrlr: &Ctrlr, req: &Request) -> Reply {
     Reply::status(Status::SUCCESS).dw0(value)
 }
 
-fn set_features(ctrlr: &Ctrlr, req: &Request) -> Reply {
+fn set_features(ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Reply {
     let cdw10 = req.sqe.cdw10.get();
     let cdw11 = req.sqe.cdw11.get();
     let f = cdw10 as u8;
@@ -666,6 +751,35 @@ fn set_features(ctrlr: &Ctrlr, req: &Request) -> Reply {
         fid::HOST_IDENTIFIER => {
             tracing::error!("Set Features Host Identifier not allowed");
             return Reply::status(GenericStatus::COMMAND_SEQUENCE_ERROR.into());
+        }
+        fid::RESERVATION_NOTIFICATION_MASK => {
+            // Per controller (SPDK keeps one mask per namespace for all controllers).
+            let nsid = req.sqe.nsid();
+            let mask = cdw11 & RESV_MASK_BITS;
+            if nsid == NSID_ALL {
+                ctrlr.resv_masks.borrow_mut().clear();
+                ctrlr.resv_mask_all.set(mask);
+            } else if snap.visible_ns(&ctrlr.shared.hostnqn, nsid).is_some() {
+                ctrlr.resv_masks.borrow_mut().insert(nsid, mask);
+            } else {
+                tracing::error!(
+                    nsid,
+                    "Set Features Reservation Notification Mask: invalid NSID"
+                );
+                return invalid_field();
+            }
+        }
+        fid::RESERVATION_PERSISTENCE => {
+            // SPDK `nvmf_ctrlr_set_features_reservation_persistence` without a ptpl_file:
+            // no namespace can persist; all namespaces answers Feature Not Saveable.
+            if req.sqe.nsid() == NSID_ALL {
+                return Reply::status(CommandSpecificStatus::FEATURE_ID_NOT_SAVEABLE.into());
+            }
+            tracing::error!(
+                nsid = req.sqe.nsid(),
+                "Set Features Reservation Persistence: persistence not supported"
+            );
+            return invalid_field();
         }
         fid::HOST_BEHAVIOR_SUPPORT => {
             let Some(d) = req.data.as_ref() else {

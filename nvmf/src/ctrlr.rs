@@ -142,6 +142,17 @@ pub(crate) struct Ctrlr {
     pub seen_genctr: Cell<u64>,
     /// Discovery log change notice masked until the discovery log is read.
     pub disc_notice_masked: Cell<bool>,
+    /// Reservation notification log entries not read yet: (log page count, type, NSID).
+    pub resv_log: RefCell<VecDeque<(u64, u8, u32)>>,
+    /// Log page count of the newest reservation notification (SPDK `log_page_count`).
+    pub resv_log_count: Cell<u64>,
+    /// Reservation Log Page Available notice masked until the log is read with RAE=0.
+    pub resv_notice_masked: Cell<bool>,
+    /// Reservation Notification Mask (feature 82h) set for one NSID.
+    pub resv_masks: RefCell<BTreeMap<u32, u32>>,
+    /// Reservation Notification Mask of the namespaces without their own (set with NSID
+    /// FFFFFFFFh).
+    pub resv_mask_all: Cell<u32>,
     pub opts: Arc<TransportOpts>,
 }
 
@@ -163,6 +174,19 @@ pub(crate) const AEC_DISCOVERY_LOG_CHANGE: u32 = 1 << 31;
 pub(crate) const LID_CHANGED_NS_LIST: u8 = 0x04;
 /// Log page: discovery.
 pub(crate) const LID_DISCOVERY: u8 = 0x70;
+/// Log page: reservation notification.
+pub(crate) const LID_RESERVATION_NOTIFICATION: u8 = 0x80;
+/// Async event type I/O command specific status.
+pub(crate) const AER_TYPE_IO: u8 = 0x6;
+/// I/O command specific status: reservation log page available.
+pub(crate) const AER_IO_RESERVATION_LOG_AVAIL: u8 = 0x00;
+/// Reservation notification log entries a controller keeps (SPDK: 255, then the newest
+/// entry's count moves on).
+pub(crate) const MAX_RESV_LOG_ENTRIES: usize = 255;
+/// Reservation Notification Mask bits the feature keeps (REGPRE, RESREL, RESPRE).
+pub(crate) const RESV_MASK_BITS: u32 = nvme::spec::features::RESV_MASK_REGPRE
+    | nvme::spec::features::RESV_MASK_RESREL
+    | nvme::spec::features::RESV_MASK_RESPRE;
 
 impl Ctrlr {
     /// Queues an asynchronous event and completes an outstanding AER if there is one.
@@ -227,6 +251,65 @@ impl Ctrlr {
                 AER_TYPE_NOTICE,
                 AER_NOTICE_NS_ATTR_CHANGED,
                 LID_CHANGED_NS_LIST,
+            ));
+        }
+    }
+
+    /// The Reservation Notification Mask of namespace `nsid`.
+    pub fn resv_mask(&self, nsid: u32) -> u32 {
+        self.resv_masks
+            .borrow()
+            .get(&nsid)
+            .copied()
+            .unwrap_or(self.resv_mask_all.get())
+    }
+
+    /// Adds a reservation notification for namespace `nsid` to the log unless masked, and
+    /// raises Reservation Log Page Available once until the log is read (SPDK
+    /// `nvmf_ctrlr_reservation_notice_log`, `_nvmf_ctrlr_add_reservation_log`).
+    pub fn reservation_notice(&self, nsid: u32, log_type: u8) {
+        use nvme::spec::features::{RESV_MASK_REGPRE, RESV_MASK_RESPRE, RESV_MASK_RESREL};
+        use nvme::spec::log::{
+            RESERVATION_LOG_REGISTRATION_PREEMPTED, RESERVATION_LOG_RESERVATION_PREEMPTED,
+            RESERVATION_LOG_RESERVATION_RELEASED,
+        };
+        let bit = match log_type {
+            RESERVATION_LOG_REGISTRATION_PREEMPTED => RESV_MASK_REGPRE,
+            RESERVATION_LOG_RESERVATION_RELEASED => RESV_MASK_RESREL,
+            RESERVATION_LOG_RESERVATION_PREEMPTED => RESV_MASK_RESPRE,
+            _ => return,
+        };
+        if self.resv_mask(nsid) & bit != 0 {
+            tracing::debug!(nsid, log_type, "reservation notification masked");
+            return;
+        }
+        let count = match self.resv_log_count.get() {
+            u64::MAX => 1,
+            c => c + 1,
+        };
+        self.resv_log_count.set(count);
+        {
+            let mut log = self.resv_log.borrow_mut();
+            if log.len() >= MAX_RESV_LOG_ENTRIES {
+                if let Some(last) = log.back_mut() {
+                    last.0 = count;
+                }
+                return;
+            }
+            log.push_back((count, log_type, nsid));
+        }
+        tracing::info!(
+            cntlid = self.shared.cntlid,
+            nsid,
+            log_type,
+            "reservation notification"
+        );
+        if !self.resv_notice_masked.get() {
+            self.resv_notice_masked.set(true);
+            self.queue_event(aen_dw0(
+                AER_TYPE_IO,
+                AER_IO_RESERVATION_LOG_AVAIL,
+                LID_RESERVATION_NOTIFICATION,
             ));
         }
     }
@@ -601,6 +684,11 @@ fn connect_admin(
         known_nsids: RefCell::new(snap.visible_nsids(hostnqn)),
         seen_genctr: Cell::new(pg.genctr()),
         disc_notice_masked: Cell::new(false),
+        resv_log: RefCell::new(VecDeque::new()),
+        resv_log_count: Cell::new(0),
+        resv_notice_masked: Cell::new(false),
+        resv_masks: RefCell::new(BTreeMap::new()),
+        resv_mask_all: Cell::new(0),
         opts,
     });
     qp.qid.set(0);

@@ -28,6 +28,7 @@ mod io;
 mod poll_group;
 mod qpair;
 pub mod request;
+pub mod reservation;
 pub mod rpc;
 pub mod subsystem;
 mod target;

@@ -8,6 +8,7 @@
 use crate::ctrlr::Ctrlr;
 use crate::qpair::{Qpair, QpairInner, SnapCache, VisibleNs};
 use crate::request::{Request, RequestState};
+use crate::reservation::{HostId, Notice, ResvCommand};
 use crate::subsystem::{Namespace, SubsysSnap};
 use crate::transport::{DiscoverInfo, TransportOpts, TransportPollGroup};
 use env::{PollStatus, Poller, ThreadId};
@@ -69,6 +70,13 @@ impl<P: TransportPollGroup> AnyTpg for P {
 type NsChannel = (Arc<Namespace>, Rc<bdev::BdevChannel>);
 
 pub(crate) struct PgInner {
+    /// The target this poll group belongs to.
+    pub tgt_id: u64,
+    /// The app thread, where reservation changes run.
+    app_thread: env::ThreadHandle,
+    /// Reservation commands waiting for the app thread, by token: queue pair and CID.
+    resv_pending: RefCell<HashMap<u64, (Weak<QpairInner>, u16)>>,
+    next_resv_token: Cell<u64>,
     transports: RefCell<Vec<(String, Box<dyn AnyTpg>)>>,
     view: RefCell<Arc<TargetSnap>>,
     /// Bdev channels by namespace (keyed by the namespace's `Arc` address).
@@ -97,11 +105,16 @@ pub(crate) fn with_pg<R>(tgt_id: u64, f: impl FnOnce(&Rc<PgInner>) -> R) -> Opti
 /// Creates the poll group of target `tgt_id` on the current Thread.
 pub(crate) fn create_on_current(
     tgt_id: u64,
+    app_thread: env::ThreadHandle,
     snap: Arc<TargetSnap>,
 ) -> Result<(), crate::NvmfError> {
     let thread =
         env::Thread::current().ok_or(crate::NvmfError::Env(env::EnvError::NoCurrentThread))?;
     let pg = Rc::new(PgInner {
+        tgt_id,
+        app_thread,
+        resv_pending: RefCell::new(HashMap::new()),
+        next_resv_token: Cell::new(1),
         transports: RefCell::new(Vec::new()),
         view: RefCell::new(snap),
         channels: RefCell::new(HashMap::new()),
@@ -316,6 +329,76 @@ impl PgInner {
                 qp.resume(self, req);
             }
         }
+    }
+
+    /// Sends a state-changing reservation command to the app thread (SPDK sends it to the
+    /// subsystem's thread); its completion comes back through
+    /// [`PgInner::finish_reservation`]. Err when the app thread cannot be reached.
+    pub fn send_reservation(
+        &self,
+        q: &Rc<QpairInner>,
+        cid: u16,
+        cmd: ResvCommand,
+    ) -> Result<(), env::EnvError> {
+        let me = env::Thread::current()
+            .ok_or(env::EnvError::NoCurrentThread)?
+            .handle();
+        let token = self.next_resv_token.get();
+        self.next_resv_token.set(token.wrapping_add(1));
+        self.resv_pending
+            .borrow_mut()
+            .insert(token, (Rc::downgrade(q), cid));
+        let tgt_id = self.tgt_id;
+        let r = self
+            .app_thread
+            .send_msg(move || crate::target::reservation_on_app(tgt_id, cmd, me, token));
+        if r.is_err() {
+            self.resv_pending.borrow_mut().remove(&token);
+        }
+        r
+    }
+
+    /// Completes the reservation command `token` (the app thread applied it and every poll
+    /// group has the new state).
+    pub fn finish_reservation(&self, token: u64, status: nvme::spec::Status) {
+        let entry = self.resv_pending.borrow_mut().remove(&token);
+        match entry {
+            Some((w, cid)) => {
+                if let Some(q) = w.upgrade() {
+                    q.complete_async(cid, crate::qpair::Reply::status(status));
+                }
+            }
+            None => tracing::error!(token, "completion of an unknown reservation command"),
+        }
+    }
+
+    /// Delivers reservation notifications to this poll group's controllers of the hosts
+    /// they name (SPDK `nvmf_subsystem_gen_ctrlr_notification`).
+    pub fn reservation_notices(&self, nqn: &str, nsid: u32, notices: &[Notice]) {
+        for c in self.ctrlrs() {
+            if c.discovery || c.subnqn != nqn {
+                continue;
+            }
+            for n in notices.iter().filter(|n| n.hostid == c.shared.hostid) {
+                c.reservation_notice(nsid, n.log_type);
+            }
+        }
+    }
+
+    /// In-flight I/O commands of hosts `hosts` on namespace `nsid` of `nqn` in this poll
+    /// group (preempt-and-abort waits until there is none).
+    pub fn inflight_of_hosts(&self, nqn: &str, nsid: u32, hosts: &[HostId]) -> u32 {
+        self.live_qpairs()
+            .iter()
+            .filter(|q| *q.0.subnqn.borrow() == nqn)
+            .filter(|q| {
+                q.0.ctrlr
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|c| hosts.contains(&c.hostid))
+            })
+            .map(|q| q.0.inflight_on(nsid))
+            .sum()
     }
 
     pub fn add_ctrlr(&self, c: Rc<Ctrlr>) {

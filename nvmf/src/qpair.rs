@@ -91,6 +91,9 @@ pub(crate) struct QpairInner {
     pub epoch: Cell<u64>,
     /// First command of a fused pair waiting for its second.
     pub fused: RefCell<Option<Request>>,
+    /// I/O commands submitted to the bdev and not completed, per NSID (few namespaces per
+    /// queue: a short list). Preempt-and-abort waits on it.
+    inflight: RefCell<Vec<(u32, u32)>>,
     responses: RefCell<VecDeque<Response>>,
 }
 
@@ -123,6 +126,35 @@ impl QpairInner {
             pg.count_completed_io();
         }
         self.push_reply(cid, r);
+    }
+
+    /// Counts one more I/O command in flight on namespace `nsid`.
+    pub fn inflight_add(&self, nsid: u32) {
+        let mut v = self.inflight.borrow_mut();
+        match v.iter_mut().find(|(n, _)| *n == nsid) {
+            Some((_, c)) => *c += 1,
+            None => v.push((nsid, 1)),
+        }
+    }
+
+    /// One I/O command on namespace `nsid` finished (or was dropped unsubmitted).
+    pub fn inflight_done(&self, nsid: u32) {
+        let mut v = self.inflight.borrow_mut();
+        if let Some(i) = v.iter().position(|(n, _)| *n == nsid) {
+            v[i].1 -= 1;
+            if v[i].1 == 0 {
+                v.swap_remove(i);
+            }
+        }
+    }
+
+    /// I/O commands in flight on namespace `nsid`.
+    pub fn inflight_on(&self, nsid: u32) -> u32 {
+        self.inflight
+            .borrow()
+            .iter()
+            .find(|(n, _)| *n == nsid)
+            .map_or(0, |(_, c)| *c)
     }
 
     fn advance_sqhd(&self) {
@@ -230,6 +262,7 @@ impl Qpair {
             max_io: Cell::new(0),
             epoch: Cell::new(0),
             fused: RefCell::new(None),
+            inflight: RefCell::new(Vec::new()),
             responses: RefCell::new(VecDeque::new()),
         }))
     }

@@ -13,6 +13,7 @@
 
 use crate::NvmfError;
 use crate::ctrlr::CtrlrTable;
+use crate::reservation::ReservationState;
 use crate::transport::{DiscoverInfo, ListenAddr};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,6 +80,8 @@ pub struct Namespace {
     pub explicit_ids: (bool, bool, bool),
     /// The open, claimed descriptor every poll group gets its channel from.
     pub(crate) desc: Arc<bdev::Desc>,
+    /// Registrants and reservation, changed only on the app thread (see [`crate::reservation`]).
+    pub(crate) resv: ReservationState,
 }
 
 impl Namespace {
@@ -86,6 +89,11 @@ impl Namespace {
     /// `nvmf_ctrlr_init_visible_ns`: always visible, or the host was added to it).
     pub fn visible_to(&self, hostnqn: &str) -> bool {
         !self.no_auto_visible || self.hosts.iter().any(|h| h == hostnqn)
+    }
+
+    /// The namespace's reservation state (registrants, holder, type, generation).
+    pub fn reservation(&self) -> &ReservationState {
+        &self.resv
     }
 }
 

@@ -9,10 +9,12 @@
 
 use crate::NvmfError;
 use crate::poll_group::{self, PollGroupRef, ReferralSnap, TargetSnap};
+use crate::reservation::{HostId, Notice, ResvCommand};
 use crate::subsystem::{Listener, Namespace, SubType, Subsystem, SubsystemState};
 use crate::transport::{AnyTransport, ListenAddr, Transport, TransportOpts};
 use env::{Poller, ThreadHandle};
 use nvme::spec::nqn::{DISCOVERY_NQN, validate_nqn};
+use nvme::spec::{GenericStatus, Status};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -134,6 +136,91 @@ fn hot_remove(tgt_id: u64, nqn: &str, nsid: u32) {
         }
         Err(e) => tracing::debug!(nqn, nsid, error = %e, "bdev removal: namespace already gone"),
     }
+}
+
+/// How long preempt-and-abort waits for the preempted hosts' I/O (SPDK
+/// `NS_RESERVATION_IO_WAIT_TIMEOUT_S`).
+pub(crate) const PREEMPT_ABORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Interval between two checks of the preempted hosts' I/O (SPDK
+/// `NS_RESERVATION_IO_WAIT_CHECK_INTERVAL`, 100 µs).
+const PREEMPT_ABORT_CHECK_INTERVAL: Duration = Duration::from_micros(100);
+
+/// Completion callback of a reservation command, run on the app thread.
+type ResvAnswer = Box<dyn FnOnce(Status)>;
+
+/// Runs a state-changing reservation command on the app thread (SPDK
+/// `nvmf_ns_reservation_request` on the subsystem's thread). Commands run one at a time in
+/// arrival order; a command that changed the state completes only once every poll group
+/// has the new snapshot (SPDK `nvmf_subsystem_update_ns`), and notifications reach the
+/// poll groups before that snapshot.
+pub(crate) fn reservation_on_app(tgt_id: u64, cmd: ResvCommand, reply: ThreadHandle, token: u64) {
+    let answer: ResvAnswer = Box::new(move |status: Status| {
+        let r = reply.send_msg(move || {
+            poll_group::with_pg(tgt_id, |pg| pg.finish_reservation(token, status));
+        });
+        if let Err(e) = r {
+            tracing::error!(error = %e, "cannot complete a reservation command on its poll group");
+        }
+    });
+    let Some(inner) = TARGETS.with(|t| t.borrow().get(&tgt_id).and_then(std::rc::Weak::upgrade))
+    else {
+        answer(GenericStatus::INTERNAL_DEVICE_ERROR.into());
+        return;
+    };
+    let t = Target(inner);
+    let out = t.with_subsystem(&cmd.subnqn, |s| {
+        s.namespaces
+            .get_mut(&cmd.nsid)
+            .map(|ns| cmd.apply(&mut ns.resv))
+    });
+    let Ok(Some(out)) = out else {
+        tracing::error!(nsid = cmd.nsid, subnqn = %cmd.subnqn, "reservation command for a namespace that is gone");
+        answer(Status::from(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).with_dnr());
+        return;
+    };
+    tracing::debug!(
+        nsid = cmd.nsid,
+        opc = cmd.opc.0,
+        action = cmd.args.action,
+        status = %out.status,
+        changed = out.changed,
+        "reservation command"
+    );
+    if !out.notices.is_empty() {
+        t.send_reservation_notices(&cmd.subnqn, cmd.nsid, out.notices.clone());
+    }
+    if !out.changed {
+        answer(out.status);
+        return;
+    }
+    let status = out.status;
+    let wait = cmd.is_preempt_and_abort() && !out.preempted.is_empty();
+    let t2 = t.clone();
+    t.update(move || {
+        if wait {
+            let w = Rc::new(PreemptWait {
+                nqn: cmd.subnqn,
+                nsid: cmd.nsid,
+                hosts: out.preempted,
+                deadline: env::now() + PREEMPT_ABORT_TIMEOUT,
+                answer: RefCell::new(Some(answer)),
+                poller: RefCell::new(None),
+            });
+            t2.check_preempted_io(w);
+        } else {
+            answer(status);
+        }
+    });
+}
+
+/// A preempt-and-abort waiting for the preempted hosts' in-flight I/O on its namespace.
+struct PreemptWait {
+    nqn: String,
+    nsid: u32,
+    hosts: Vec<HostId>,
+    deadline: env::Ticks,
+    answer: RefCell<Option<ResvAnswer>>,
+    poller: RefCell<Option<Poller>>,
 }
 
 fn ack(token: u64) {
@@ -312,6 +399,7 @@ impl Target {
     ) -> Result<(), NvmfError> {
         let tgt_id = self.0.id;
         let snap = self.snapshot();
+        let app = self.0.app_thread.clone();
         let mut msgs: Vec<(ThreadHandle, Box<dyn FnOnce() + Send>)> = Vec::new();
         for th in &threads {
             let snap = snap.clone();
@@ -322,10 +410,11 @@ impl Target {
                 .iter()
                 .map(|t| t.poll_group_installer())
                 .collect();
+            let app = app.clone();
             msgs.push((
                 th.clone(),
                 Box::new(move || {
-                    if let Err(e) = poll_group::create_on_current(tgt_id, snap) {
+                    if let Err(e) = poll_group::create_on_current(tgt_id, app, snap) {
                         tracing::error!(error = %e, "poll group creation failed");
                         return;
                     }
@@ -439,6 +528,90 @@ impl Target {
             inner.poll_groups.borrow_mut().clear();
             tracing::info!(target = %inner.name, "nvmf target stopped");
             done();
+        });
+    }
+
+    /// Sends reservation notifications of namespace `nsid` of `nqn` to every poll group.
+    fn send_reservation_notices(&self, nqn: &str, nsid: u32, notices: Vec<Notice>) {
+        let tgt_id = self.0.id;
+        for th in self.0.poll_groups.borrow().iter() {
+            let (nqn, notices) = (nqn.to_string(), notices.clone());
+            let r = th.send_msg(move || {
+                poll_group::with_pg(tgt_id, |pg| pg.reservation_notices(&nqn, nsid, &notices));
+            });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "cannot send reservation notifications to a poll group");
+            }
+        }
+    }
+
+    /// Counts the preempted hosts' in-flight I/O on every poll group; answers the
+    /// preempt-and-abort when there is none, Command Interrupted after
+    /// [`PREEMPT_ABORT_TIMEOUT`], and otherwise checks again after
+    /// `PREEMPT_ABORT_CHECK_INTERVAL` (SPDK `ns_reservation_pg_io_wait_check`). The I/O
+    /// itself is not aborted: it already reached the bdev, and new commands of the
+    /// preempted hosts already get Reservation Conflict.
+    fn check_preempted_io(&self, w: Rc<PreemptWait>) {
+        let tgt_id = self.0.id;
+        let total = Arc::new(AtomicU64::new(0));
+        let msgs = self
+            .0
+            .poll_groups
+            .borrow()
+            .iter()
+            .map(|th| {
+                let (nqn, nsid, hosts, total) =
+                    (w.nqn.clone(), w.nsid, w.hosts.clone(), total.clone());
+                let f: Box<dyn FnOnce() + Send> = Box::new(move || {
+                    let n =
+                        poll_group::with_pg(tgt_id, |pg| pg.inflight_of_hosts(&nqn, nsid, &hosts))
+                            .unwrap_or(0);
+                    total.fetch_add(u64::from(n), Ordering::AcqRel);
+                });
+                (th.clone(), f)
+            })
+            .collect();
+        let t = self.clone();
+        self.fan_out(msgs, move || {
+            let left = total.load(Ordering::Acquire);
+            let status = if left == 0 {
+                Some(Status::SUCCESS)
+            } else if env::now() >= w.deadline {
+                tracing::error!(
+                    left,
+                    nsid = w.nsid,
+                    "preempt-and-abort timed out waiting for the preempted hosts' I/O"
+                );
+                Some(GenericStatus::COMMAND_INTERRUPTED.into())
+            } else {
+                None
+            };
+            if let Some(s) = status {
+                if let Some(a) = w.answer.borrow_mut().take() {
+                    a(s);
+                }
+                return;
+            }
+            let w2 = w.clone();
+            let t2 = t.clone();
+            let poller = env::poller_register_periodic(
+                move || {
+                    // One shot: unregister, then check again.
+                    w2.poller.borrow_mut().take();
+                    t2.check_preempted_io(w2.clone());
+                    env::PollStatus::Busy
+                },
+                PREEMPT_ABORT_CHECK_INTERVAL,
+            );
+            match poller {
+                Ok(p) => *w.poller.borrow_mut() = Some(p),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot wait for the preempted hosts' I/O");
+                    if let Some(a) = w.answer.borrow_mut().take() {
+                        a(GenericStatus::INTERNAL_DEVICE_ERROR.into());
+                    }
+                }
+            }
         });
     }
 
@@ -782,6 +955,7 @@ impl Target {
             hosts: Vec::new(),
             explicit_ids: (uuid.is_some(), nguid.is_some(), eui64.is_some()),
             desc: Arc::new(desc),
+            resv: Default::default(),
         };
         self.with_subsystem(nqn, |s| s.namespaces.insert(nsid, ns))?;
         tracing::info!(nqn, nsid, bdev = bdev_name, "namespace added");

@@ -535,14 +535,14 @@ fn bad_io_commands() {
             G,
             0x01,
         )),
-        dnr(row(
-            "reservation register",
+        row(
+            "reservation register without its key data",
             sqe(0x0d, 9, 1, 0, 0, 0),
             None,
             0,
             G,
-            0x01,
-        )),
+            0x02,
+        ),
         row(
             "property get on I/O queue",
             prop_get(10, PropertySize::Four, PropertyOffset::CSTS),

@@ -1,0 +1,673 @@
+//! Namespace reservations (NVMe Base 2.0, 8.19 and 7.3-7.6; SPDK `lib/nvmf/subsystem.c`
+//! `nvmf_ns_reservation_*` and `ctrlr.c` `nvmf_ns_reservation_request_check`).
+//!
+//! ```text
+//!  I/O queue (poll group)                 app thread (owns Subsystem)
+//!  ─ access check against the snapshot    ReservationState::register/acquire/release
+//!  ─ Report from the snapshot      ──msg──▶ (one at a time, in arrival order)
+//!  ─ Register/Acquire/Release             ├─ notices ──msg──▶ every poll group ─▶ Ctrlr log + AEN
+//!          ▲                              └─ Target::update (new snapshot to every poll group)
+//!          └──────────── completion ◀──msg── once every poll group has the new state
+//! ```
+//!
+//! One [`ReservationState`] per namespace, shared by every controller of the subsystem and
+//! keyed by the 128-bit Host Identifier of Fabrics Connect (controllers of one host share
+//! one registration). It is changed only on the app thread; each change is pushed to the
+//! poll groups inside the subsystem snapshot before the command completes, so the I/O path
+//! checks access against its own copy without locks. Persistence through power loss is not
+//! supported (`ptpl_file` is refused), so PTPLS is always 0.
+
+use nvme::spec::io::{
+    RACQA_ACQUIRE, RACQA_PREEMPT, RACQA_PREEMPT_AND_ABORT, RREGA_REGISTER, RREGA_REPLACE,
+    RREGA_UNREGISTER, RRELA_CLEAR, RRELA_RELEASE, ReservationArgs, ReservationType,
+};
+use nvme::spec::log::{
+    RESERVATION_LOG_REGISTRATION_PREEMPTED, RESERVATION_LOG_RESERVATION_PREEMPTED,
+    RESERVATION_LOG_RESERVATION_RELEASED,
+};
+use nvme::spec::{GenericStatus, NvmOpcode, Status};
+
+/// Registrants one namespace holds (SPDK `SPDK_NVMF_MAX_NUM_REGISTRANTS`).
+pub const MAX_REGISTRANTS: usize = 16;
+/// Reservation Status extended data structure header size (NVMe Base 2.0, Figure 578).
+pub const REPORT_EXT_HEADER_SIZE: usize = 64;
+/// Registered Controller extended data structure size (NVMe Base 2.0, Figure 579).
+pub const REPORT_EXT_ENTRY_SIZE: usize = 64;
+/// Reservation Register / Acquire data structure size (CRKEY + NRKEY/PRKEY).
+pub const KEY_DATA_SIZE: usize = 16;
+/// Reservation Release data structure size (CRKEY).
+pub const RELEASE_DATA_SIZE: usize = 8;
+/// CPTPL: no change (NVMe Base 2.0, Figure 562).
+const CPTPL_NO_CHANGE: u8 = 0;
+/// CPTPL: clear PTPL (persistence off): accepted, persistence is never on.
+const CPTPL_CLEAR: u8 = 2;
+
+/// A 128-bit Host Identifier (Connect data HOSTID).
+pub type HostId = [u8; 16];
+
+/// One registered host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registrant {
+    /// The host's 128-bit Host Identifier.
+    pub hostid: HostId,
+    /// Its reservation key.
+    pub rkey: u64,
+    /// The controller that registered it (reported in the Reservation Report, as SPDK).
+    pub cntlid: u16,
+}
+
+/// A reservation notification for the controllers of one host (log page 80h entry type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// The host whose controllers get the log entry.
+    pub hostid: HostId,
+    /// `RESERVATION_LOG_*` type: registration preempted, reservation released or preempted.
+    pub log_type: u8,
+}
+
+/// The result of a reservation command on the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Completion status.
+    pub status: Status,
+    /// True when the state changed (the poll groups need the new snapshot).
+    pub changed: bool,
+    /// Notifications for other hosts, in order.
+    pub notices: Vec<Notice>,
+    /// Hosts whose registration a preempt removed (preempt-and-abort waits for their I/O).
+    pub preempted: Vec<HostId>,
+}
+
+impl Outcome {
+    fn status(s: GenericStatus) -> Outcome {
+        Outcome {
+            status: s.into(),
+            changed: false,
+            notices: Vec::new(),
+            preempted: Vec::new(),
+        }
+    }
+    fn unchanged() -> Outcome {
+        Outcome::status(GenericStatus::SUCCESS)
+    }
+    fn changed() -> Outcome {
+        Outcome {
+            changed: true,
+            ..Outcome::unchanged()
+        }
+    }
+}
+
+/// Reservation state of one namespace (SPDK `spdk_nvmf_ns` registrants/holder/rtype/gen).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReservationState {
+    registrants: Vec<Registrant>,
+    rtype: ReservationType,
+    /// Holder of a reservation that is not of an "all registrants" type.
+    holder: Option<HostId>,
+    generation: u32,
+}
+
+fn all_regs(t: ReservationType) -> bool {
+    t == ReservationType::WRITE_EXCLUSIVE_ALL_REGS
+        || t == ReservationType::EXCLUSIVE_ACCESS_ALL_REGS
+}
+
+fn valid_type(t: ReservationType) -> bool {
+    (ReservationType::WRITE_EXCLUSIVE.0..=ReservationType::EXCLUSIVE_ACCESS_ALL_REGS.0)
+        .contains(&t.0)
+}
+
+impl ReservationState {
+    /// Registered hosts in registration order.
+    pub fn registrants(&self) -> &[Registrant] {
+        &self.registrants
+    }
+
+    /// The reservation type, `ReservationType(0)` when no reservation is held.
+    pub fn rtype(&self) -> ReservationType {
+        self.rtype
+    }
+
+    /// The generation counter (NVMe Base 2.0, Figure 577 GEN): incremented by every
+    /// Register that changes a registration, every Preempt and every Clear.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// True when `host` is registered.
+    pub fn is_registrant(&self, host: &HostId) -> bool {
+        self.registrants.iter().any(|r| &r.hostid == host)
+    }
+
+    /// True when `host` holds the reservation (every registrant does in the "all registrants"
+    /// types).
+    pub fn is_holder(&self, host: &HostId) -> bool {
+        if self.rtype.0 == 0 {
+            return false;
+        }
+        if all_regs(self.rtype) {
+            self.is_registrant(host)
+        } else {
+            self.holder.as_ref() == Some(host)
+        }
+    }
+
+    /// The holder's reservation key (0 when none or for the "all registrants" types).
+    fn holder_key(&self) -> u64 {
+        let Some(h) = self.holder.as_ref() else {
+            return 0;
+        };
+        self.find(h).map_or(0, |i| self.registrants[i].rkey)
+    }
+
+    fn find(&self, host: &HostId) -> Option<usize> {
+        self.registrants.iter().position(|r| &r.hostid == host)
+    }
+
+    fn others(&self, host: &HostId) -> Vec<HostId> {
+        self.registrants
+            .iter()
+            .filter(|r| &r.hostid != host)
+            .map(|r| r.hostid)
+            .collect()
+    }
+
+    fn release_reservation(&mut self) {
+        self.rtype = ReservationType(0);
+        self.holder = None;
+    }
+
+    /// Removes registrant `i`; the reservation goes with its holder (or with the last
+    /// registrant of an "all registrants" type), as SPDK
+    /// `nvmf_ns_reservation_check_release_on_remove_registrant`.
+    fn remove(&mut self, i: usize) {
+        let gone = self.registrants.remove(i);
+        if self.rtype.0 == 0 {
+            return;
+        }
+        let release = if all_regs(self.rtype) {
+            self.registrants.is_empty()
+        } else {
+            self.holder == Some(gone.hostid)
+        };
+        if release {
+            self.release_reservation();
+        }
+    }
+
+    /// Removes the registrants with key `key` (except `keep`); returns how many.
+    fn remove_by_key(&mut self, key: u64, keep: Option<&HostId>) -> usize {
+        let mut n = 0;
+        while let Some(i) = self
+            .registrants
+            .iter()
+            .position(|r| r.rkey == key && Some(&r.hostid) != keep)
+        {
+            self.remove(i);
+            n += 1;
+        }
+        n
+    }
+
+    /// Access check of the I/O path (SPDK `nvmf_ns_reservation_request_check`, NVMe Base
+    /// 2.0 Figure 575): true when `host` may run command `opc` (CDW10 `cdw10`) under the
+    /// current reservation. Copy counts as a write (SPDK does not check it).
+    pub fn allows(&self, host: &HostId, opc: NvmOpcode, cdw10: u32) -> bool {
+        let t = self.rtype;
+        if t.0 == 0 {
+            return true;
+        }
+        let registrant = self.is_registrant(host);
+        if (all_regs(t) && registrant) || self.holder.as_ref() == Some(host) {
+            return true;
+        }
+        let exclusive_access = t == ReservationType::EXCLUSIVE_ACCESS;
+        let write_exclusive = t == ReservationType::WRITE_EXCLUSIVE;
+        match opc {
+            NvmOpcode::READ | NvmOpcode::COMPARE => {
+                if exclusive_access {
+                    return false;
+                }
+                let registrants_only = t == ReservationType::EXCLUSIVE_ACCESS_REG_ONLY
+                    || t == ReservationType::EXCLUSIVE_ACCESS_ALL_REGS;
+                !registrants_only || registrant
+            }
+            NvmOpcode::FLUSH
+            | NvmOpcode::WRITE
+            | NvmOpcode::WRITE_UNCORRECTABLE
+            | NvmOpcode::WRITE_ZEROES
+            | NvmOpcode::DATASET_MANAGEMENT
+            | NvmOpcode::COPY => !(write_exclusive || exclusive_access) && registrant,
+            NvmOpcode::RESERVATION_ACQUIRE => (cdw10 & 0x7) as u8 != RACQA_ACQUIRE && registrant,
+            NvmOpcode::RESERVATION_RELEASE => registrant,
+            _ => true,
+        }
+    }
+
+    /// Reservation Register (SPDK `nvmf_ns_reservation_register`). `crkey`/`nrkey` come from
+    /// the 16-byte data structure.
+    pub fn register(
+        &mut self,
+        host: &HostId,
+        cntlid: u16,
+        args: ReservationArgs,
+        crkey: u64,
+        nrkey: u64,
+    ) -> Outcome {
+        if args.cptpl != CPTPL_NO_CHANGE && args.cptpl != CPTPL_CLEAR {
+            // Persist through power loss needs a ptpl_file (not supported); 01b is reserved.
+            tracing::error!(
+                cptpl = args.cptpl,
+                "Reservation Register CPTPL not supported"
+            );
+            return Outcome::status(GenericStatus::INVALID_FIELD);
+        }
+        let idx = self.find(host);
+        let out = match args.action {
+            RREGA_REGISTER => match idx {
+                None => return self.add(host, cntlid, nrkey),
+                Some(i) if self.registrants[i].rkey == nrkey => Outcome::unchanged(),
+                Some(i) => {
+                    tracing::error!(
+                        rkey = self.registrants[i].rkey,
+                        "host already registered with another key"
+                    );
+                    Outcome::status(GenericStatus::RESERVATION_CONFLICT)
+                }
+            },
+            RREGA_UNREGISTER => {
+                let Some(i) = idx.filter(|i| args.iekey || self.registrants[*i].rkey == crkey)
+                else {
+                    tracing::error!("unregister: not registered or CRKEY mismatch");
+                    return Outcome::status(GenericStatus::RESERVATION_CONFLICT);
+                };
+                let old = self.rtype;
+                let others = self.others(host);
+                self.remove(i);
+                let mut out = Outcome::changed();
+                let registrants_only = old == ReservationType::WRITE_EXCLUSIVE_REG_ONLY
+                    || old == ReservationType::EXCLUSIVE_ACCESS_REG_ONLY;
+                if self.rtype.0 == 0 && registrants_only {
+                    out.notices = notices(&others, RESERVATION_LOG_RESERVATION_RELEASED);
+                }
+                out
+            }
+            RREGA_REPLACE => {
+                if nrkey == 0 {
+                    tracing::error!("cannot register a zero key");
+                    return Outcome::status(GenericStatus::INVALID_FIELD);
+                }
+                match idx {
+                    Some(i) if !args.iekey && self.registrants[i].rkey != crkey => {
+                        tracing::error!("replace: CRKEY mismatch");
+                        Outcome::status(GenericStatus::RESERVATION_CONFLICT)
+                    }
+                    Some(i) if self.registrants[i].rkey == nrkey => Outcome::unchanged(),
+                    Some(i) => {
+                        self.registrants[i].rkey = nrkey;
+                        Outcome::changed()
+                    }
+                    None if args.iekey => return self.add(host, cntlid, nrkey),
+                    None => {
+                        tracing::error!("replace: host not registered");
+                        Outcome::status(GenericStatus::RESERVATION_CONFLICT)
+                    }
+                }
+            }
+            other => {
+                tracing::error!(rrega = other, "invalid Reservation Register action");
+                Outcome::status(GenericStatus::INVALID_FIELD)
+            }
+        };
+        if out.changed {
+            self.generation = self.generation.wrapping_add(1);
+        }
+        out
+    }
+
+    fn add(&mut self, host: &HostId, cntlid: u16, key: u64) -> Outcome {
+        if key == 0 {
+            tracing::error!("cannot register a zero key");
+            return Outcome::status(GenericStatus::INVALID_FIELD);
+        }
+        if self.registrants.len() >= MAX_REGISTRANTS {
+            tracing::error!(max = MAX_REGISTRANTS, "too many registrants");
+            return Outcome::status(GenericStatus::INVALID_FIELD);
+        }
+        self.registrants.push(Registrant {
+            hostid: *host,
+            rkey: key,
+            cntlid,
+        });
+        self.generation = self.generation.wrapping_add(1);
+        Outcome::changed()
+    }
+
+    /// Reservation Acquire (SPDK `nvmf_ns_reservation_acquire`, with the v26 preempt fixes:
+    /// every registrant holding the preempted key goes, and preempt-and-abort is accepted).
+    pub fn acquire(
+        &mut self,
+        host: &HostId,
+        args: ReservationArgs,
+        crkey: u64,
+        prkey: u64,
+    ) -> Outcome {
+        if args.iekey || !valid_type(args.rtype) {
+            tracing::error!(
+                iekey = args.iekey,
+                rtype = args.rtype.0,
+                "Reservation Acquire with IEKEY or an invalid type"
+            );
+            return Outcome::status(GenericStatus::INVALID_FIELD);
+        }
+        match self.find(host) {
+            Some(i) if self.registrants[i].rkey == crkey => {}
+            _ => {
+                tracing::error!("acquire: not registered or CRKEY mismatch");
+                return Outcome::status(GenericStatus::RESERVATION_CONFLICT);
+            }
+        }
+        match args.action {
+            RACQA_ACQUIRE => {
+                if self.is_holder(host) && self.rtype == args.rtype {
+                    Outcome::unchanged()
+                } else if self.rtype.0 == 0 {
+                    self.rtype = args.rtype;
+                    self.holder = Some(*host);
+                    Outcome::changed()
+                } else {
+                    tracing::error!("acquire: reservation held by another host or another type");
+                    Outcome::status(GenericStatus::RESERVATION_CONFLICT)
+                }
+            }
+            RACQA_PREEMPT | RACQA_PREEMPT_AND_ABORT => self.preempt(host, args.rtype, prkey),
+            other => {
+                tracing::error!(racqa = other, "invalid Reservation Acquire action");
+                Outcome::status(GenericStatus::INVALID_FIELD)
+            }
+        }
+    }
+
+    fn preempt(&mut self, host: &HostId, rtype: ReservationType, prkey: u64) -> Outcome {
+        let before = self.others(host);
+        let mut released = false;
+        if self.rtype.0 == 0 {
+            self.remove_by_key(prkey, None);
+        } else if !all_regs(self.rtype) {
+            let holder_key = self.holder_key();
+            if self.is_holder(host) && holder_key == prkey {
+                self.rtype = rtype;
+                released = true;
+            } else if holder_key == prkey {
+                self.remove_by_key(prkey, Some(host));
+                self.rtype = rtype;
+                self.holder = Some(*host);
+                released = true;
+            } else if prkey != 0 {
+                self.remove_by_key(prkey, None);
+            } else {
+                tracing::error!("preempt: PRKEY is zero");
+                return Outcome::status(GenericStatus::RESERVATION_CONFLICT);
+            }
+        } else if prkey == 0 {
+            while let Some(i) = self.registrants.iter().position(|r| &r.hostid != host) {
+                self.registrants.remove(i);
+            }
+            self.rtype = rtype;
+            self.holder = Some(*host);
+        } else if self.remove_by_key(prkey, None) == 0 {
+            tracing::error!(prkey, "preempt: PRKEY matches no registrant");
+            return Outcome::status(GenericStatus::RESERVATION_CONFLICT);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let after = self.others(host);
+        let preempted: Vec<HostId> = before.into_iter().filter(|h| !after.contains(h)).collect();
+        let mut out = Outcome::changed();
+        out.notices = notices(&preempted, RESERVATION_LOG_REGISTRATION_PREEMPTED);
+        if released {
+            out.notices
+                .extend(notices(&after, RESERVATION_LOG_RESERVATION_RELEASED));
+        }
+        out.preempted = preempted;
+        out
+    }
+
+    /// Reservation Release (SPDK `nvmf_ns_reservation_release`); `crkey` from the 8-byte data.
+    pub fn release(&mut self, host: &HostId, args: ReservationArgs, crkey: u64) -> Outcome {
+        if args.iekey {
+            tracing::error!("Reservation Release with IEKEY");
+            return Outcome::status(GenericStatus::INVALID_FIELD);
+        }
+        match self.find(host) {
+            Some(i) if self.registrants[i].rkey == crkey => {}
+            _ => {
+                tracing::error!("release: not registered or CRKEY mismatch");
+                return Outcome::status(GenericStatus::RESERVATION_CONFLICT);
+            }
+        }
+        let others = self.others(host);
+        match args.action {
+            RRELA_RELEASE => {
+                if self.rtype.0 == 0 {
+                    return Outcome::unchanged();
+                }
+                if self.rtype != args.rtype {
+                    tracing::error!(
+                        held = self.rtype.0,
+                        given = args.rtype.0,
+                        "release: type does not match the reservation"
+                    );
+                    return Outcome::status(GenericStatus::INVALID_FIELD);
+                }
+                if !self.is_holder(host) {
+                    return Outcome::unchanged();
+                }
+                let old = self.rtype;
+                self.release_reservation();
+                let mut out = Outcome::changed();
+                if old != ReservationType::WRITE_EXCLUSIVE
+                    && old != ReservationType::EXCLUSIVE_ACCESS
+                {
+                    out.notices = notices(&others, RESERVATION_LOG_RESERVATION_RELEASED);
+                }
+                out
+            }
+            RRELA_CLEAR => {
+                self.registrants.clear();
+                self.release_reservation();
+                self.generation = self.generation.wrapping_add(1);
+                let mut out = Outcome::changed();
+                out.notices = notices(&others, RESERVATION_LOG_RESERVATION_PREEMPTED);
+                out
+            }
+            other => {
+                tracing::error!(rrela = other, "invalid Reservation Release action");
+                Outcome::status(GenericStatus::INVALID_FIELD)
+            }
+        }
+    }
+
+    /// The Reservation Status extended data structure (NVMe Base 2.0, Figures 578-579):
+    /// a 64-byte header (GEN, RTYPE, REGCTL, PTPLS 0) and one 64-byte entry per registrant
+    /// (CNTLID, RCSTS holder bit, RKEY, 128-bit HOSTID), in registration order.
+    pub fn report_extended(&self) -> Vec<u8> {
+        let mut out = vec![0u8; REPORT_EXT_HEADER_SIZE];
+        out[0..4].copy_from_slice(&self.generation.to_le_bytes());
+        out[4] = self.rtype.0;
+        out[5..7].copy_from_slice(&(self.registrants.len() as u16).to_le_bytes());
+        for r in &self.registrants {
+            let mut e = [0u8; REPORT_EXT_ENTRY_SIZE];
+            e[0..2].copy_from_slice(&r.cntlid.to_le_bytes());
+            e[2] = u8::from(self.is_holder(&r.hostid));
+            e[8..16].copy_from_slice(&r.rkey.to_le_bytes());
+            e[16..32].copy_from_slice(&r.hostid);
+            out.extend_from_slice(&e);
+        }
+        out
+    }
+}
+
+/// A state-changing reservation command on its way to the app thread (`Send`).
+#[derive(Clone, Debug)]
+pub(crate) struct ResvCommand {
+    pub subnqn: String,
+    pub nsid: u32,
+    pub hostid: HostId,
+    pub cntlid: u16,
+    pub opc: NvmOpcode,
+    pub args: ReservationArgs,
+    /// CRKEY (bytes 0..8 of the data).
+    pub crkey: u64,
+    /// NRKEY (register) or PRKEY (acquire), bytes 8..16; 0 for release.
+    pub key2: u64,
+}
+
+impl ResvCommand {
+    /// Applies the command to `state`.
+    pub fn apply(&self, state: &mut ReservationState) -> Outcome {
+        let h = &self.hostid;
+        match self.opc {
+            NvmOpcode::RESERVATION_REGISTER => {
+                state.register(h, self.cntlid, self.args, self.crkey, self.key2)
+            }
+            NvmOpcode::RESERVATION_ACQUIRE => state.acquire(h, self.args, self.crkey, self.key2),
+            NvmOpcode::RESERVATION_RELEASE => state.release(h, self.args, self.crkey),
+            _ => Outcome::status(GenericStatus::INVALID_OPCODE),
+        }
+    }
+
+    /// True for Reservation Acquire with action preempt-and-abort.
+    pub fn is_preempt_and_abort(&self) -> bool {
+        self.opc == NvmOpcode::RESERVATION_ACQUIRE && self.args.action == RACQA_PREEMPT_AND_ABORT
+    }
+}
+
+fn notices(hosts: &[HostId], log_type: u8) -> Vec<Notice> {
+    hosts
+        .iter()
+        .map(|h| Notice {
+            hostid: *h,
+            log_type,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: HostId = [0xa; 16];
+    const B: HostId = [0xb; 16];
+    const C: HostId = [0xc; 16];
+
+    fn args(action: u8, rtype: u8) -> ReservationArgs {
+        ReservationArgs {
+            action,
+            iekey: false,
+            rtype: ReservationType(rtype),
+            cptpl: 0,
+        }
+    }
+
+    fn conflict() -> Status {
+        GenericStatus::RESERVATION_CONFLICT.into()
+    }
+
+    #[test]
+    fn holder_unregister_releases_registrants_only_reservation_with_notice() {
+        let mut s = ReservationState::default();
+        assert!(s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10).changed);
+        assert!(s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 20).changed);
+        assert_eq!(
+            s.acquire(&A, args(RACQA_ACQUIRE, 3), 10, 0).status,
+            Status::SUCCESS
+        );
+        let out = s.register(&A, 1, args(RREGA_UNREGISTER, 0), 10, 0);
+        assert_eq!(out.status, Status::SUCCESS);
+        assert_eq!(s.rtype(), ReservationType(0));
+        assert_eq!(
+            out.notices,
+            vec![Notice {
+                hostid: B,
+                log_type: RESERVATION_LOG_RESERVATION_RELEASED
+            }]
+        );
+        assert_eq!(s.generation(), 3);
+    }
+
+    #[test]
+    fn all_registrants_reservation_survives_until_last_registrant_leaves() {
+        let mut s = ReservationState::default();
+        s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10);
+        s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 20);
+        s.acquire(&B, args(RACQA_ACQUIRE, 5), 20, 0);
+        assert!(s.is_holder(&A) && s.is_holder(&B));
+        s.register(&B, 2, args(RREGA_UNREGISTER, 0), 20, 0);
+        assert_eq!(s.rtype(), ReservationType::WRITE_EXCLUSIVE_ALL_REGS);
+        assert!(s.is_holder(&A));
+        s.register(&A, 1, args(RREGA_UNREGISTER, 0), 10, 0);
+        assert_eq!(s.rtype(), ReservationType(0));
+    }
+
+    #[test]
+    fn preempt_removes_every_registrant_with_the_holders_key() {
+        let mut s = ReservationState::default();
+        s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10);
+        s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 10);
+        s.register(&C, 3, args(RREGA_REGISTER, 0), 0, 30);
+        s.acquire(&A, args(RACQA_ACQUIRE, 1), 10, 0);
+        let out = s.acquire(&C, args(RACQA_PREEMPT, 2), 30, 10);
+        assert_eq!(out.status, Status::SUCCESS);
+        assert_eq!(out.preempted, vec![A, B]);
+        assert_eq!(s.registrants().len(), 1);
+        assert!(s.is_holder(&C));
+        assert_eq!(s.rtype(), ReservationType::EXCLUSIVE_ACCESS);
+        // A zero PRKEY against a holder of another key is a conflict.
+        s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 11);
+        assert_eq!(
+            s.acquire(&A, args(RACQA_PREEMPT, 1), 11, 0).status,
+            conflict()
+        );
+    }
+
+    #[test]
+    fn access_table_for_non_holders() {
+        // (type, registrant read, registrant write, other read, other write)
+        let table = [
+            (1, true, false, true, false),
+            (2, false, false, false, false),
+            (3, true, true, true, false),
+            (4, true, true, false, false),
+            (5, true, true, true, false),
+            (6, true, true, false, false),
+        ];
+        for (t, rr, rw, or, ow) in table {
+            let mut s = ReservationState::default();
+            s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10);
+            s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 20);
+            assert!(
+                s.acquire(&A, args(RACQA_ACQUIRE, t), 10, 0).changed,
+                "type {t}"
+            );
+            assert!(s.allows(&A, NvmOpcode::WRITE, 0) && s.allows(&A, NvmOpcode::READ, 0));
+            assert_eq!(
+                s.allows(&B, NvmOpcode::READ, 0),
+                rr,
+                "type {t} registrant read"
+            );
+            assert_eq!(
+                s.allows(&B, NvmOpcode::WRITE, 0),
+                rw,
+                "type {t} registrant write"
+            );
+            assert_eq!(s.allows(&C, NvmOpcode::READ, 0), or, "type {t} other read");
+            assert_eq!(
+                s.allows(&C, NvmOpcode::WRITE, 0),
+                ow,
+                "type {t} other write"
+            );
+            assert_eq!(s.allows(&C, NvmOpcode::COPY, 0), ow, "type {t} other copy");
+        }
+    }
+}
