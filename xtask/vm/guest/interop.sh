@@ -7,6 +7,9 @@
 # and defines the hooks
 #   target_add_ns NSID   add namespace NSID to IT_NQN while hosts are connected
 #   target_diag          print the target's state/log on a failed step (optional)
+#   target_add_hidden_ns NSID, target_ns_host add|remove NSID HOSTNQN
+#                        per-host namespace masking (optional: the ns-masking step is skipped
+#                        without them; nvmet has no per-host masking)
 # Each step prints one marker line that xtask parses:
 #   INTEROP-STEP <transport>/<step>: PASS|FAIL|SKIP (<detail>)
 # Data layout on namespace 1 (MiB): 8..72 dd pattern, 80..208 fio, 216..219 discard, 224..225
@@ -55,10 +58,11 @@ it_step_c() {
 }
 
 # ---------------------------------------------------------------- helpers
-# it_ns_dev NQN NSID -> /dev/nvmeXnY of namespace NSID of the connected subsystem NQN (waits 15 s)
+# it_ns_dev NQN NSID [TRIES] -> /dev/nvmeXnY of namespace NSID of the connected subsystem NQN
+# (TRIES x 0.2 s, default 75 = 15 s)
 it_ns_dev() {
     local s b i id
-    for i in $(seq 1 75); do
+    for i in $(seq 1 "${3:-75}"); do
         for s in /sys/class/nvme-subsystem/*; do
             [ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$1" ] || continue
             for b in "$s"/nvme*n*; do
@@ -231,6 +235,33 @@ step_ns_hot_add() {
     nvme list-ns "$IT_CTRL"
     [ "$bytes" = "$IT_HOTADD_BYTES" ] || { vmh_die "size $bytes, expected $IT_HOTADD_BYTES"; return 1; }
 }
+# Namespace masking (targets that define target_add_hidden_ns / target_ns_host): a namespace
+# added with no_auto_visible stays out of the connected host's active list and block devices
+# until nvmf_ns_add_host names the host's NQN; then it appears (NS-changed AEN, rescan) with its
+# data readable; nvmf_ns_remove_host makes it disappear again.
+step_ns_masking() {
+    local nsid=$IT_NEXT_NSID hostnqn dev i hex
+    IT_NEXT_NSID=$((IT_NEXT_NSID + 1))
+    hex=$(printf '0x%x' "$nsid")
+    hostnqn=$(cat "/sys/class/nvme/${IT_CTRL#/dev/}/hostnqn") || { vmh_die "no hostnqn in sysfs"; return 1; }
+    target_add_hidden_ns "$nsid" || { vmh_die "target could not add hidden namespace $nsid"; return 1; }
+    sleep 2
+    nvme list-ns "$IT_CTRL" > /tmp/it.lns 2>&1; cat /tmp/it.lns
+    ! grep -q ":$hex\$" /tmp/it.lns || { vmh_die "hidden namespace $nsid is in the host's active list"; return 1; }
+    ! it_ns_dev "$IT_NQN" "$nsid" 1 >/dev/null || { vmh_die "hidden namespace $nsid has a block device"; return 1; }
+    target_ns_host add "$nsid" "$hostnqn" || { vmh_die "nvmf_ns_add_host failed"; return 1; }
+    dev=$(it_ns_dev "$IT_NQN" "$nsid") || { vmh_die "namespace $nsid did not appear after nvmf_ns_add_host"; return 1; }
+    vmh_log "namespace $nsid visible to $hostnqn as $dev"
+    dd if="$dev" of=/dev/null bs=4k count=16 iflag=direct 2>/dev/null || { vmh_die "read from $dev failed"; return 1; }
+    target_ns_host remove "$nsid" "$hostnqn" || { vmh_die "nvmf_ns_remove_host failed"; return 1; }
+    for i in $(seq 1 75); do
+        it_ns_dev "$IT_NQN" "$nsid" 1 >/dev/null || break
+        sleep 0.2
+    done
+    ! it_ns_dev "$IT_NQN" "$nsid" 1 >/dev/null || { vmh_die "namespace $nsid still present after nvmf_ns_remove_host"; return 1; }
+    nvme list-ns "$IT_CTRL" > /tmp/it.lns 2>&1
+    ! grep -q ":$hex\$" /tmp/it.lns || { vmh_die "namespace $nsid still in the active list"; return 1; }
+}
 step_disconnect() {
     vmh_run nvme disconnect -n "$IT_NQN" > /tmp/it.dis 2>&1
     local rc=$?
@@ -375,6 +406,11 @@ it_suite() {
     it_step_c dd-64MiB-verify step_dd_64m
     it_step_c blkdiscard step_blkdiscard
     it_step_c ns-hot-add step_ns_hot_add
+    if type target_add_hidden_ns >/dev/null 2>&1; then
+        it_step_c ns-masking step_ns_masking
+    else
+        it_skip ns-masking "the target has no per-host namespace masking"
+    fi
     it_step_c disconnect step_disconnect
     it_step reconnect-4-io-queues step_connect -i 4
     it_step_c io-queue-count step_queue_count 4

@@ -34,6 +34,13 @@ target_add_ns() {  # target_add_ns NSID : a new malloc bdev as namespace NSID of
     it_rpc bdev_malloc_create "{\"name\":\"Malloc$1\",\"num_blocks\":131072,\"block_size\":512}" || return 1
     it_rpc nvmf_subsystem_add_ns "{\"nqn\":\"$IT_NQN\",\"namespace\":{\"nsid\":$1,\"bdev_name\":\"Malloc$1\"}}"
 }
+target_add_hidden_ns() {  # target_add_hidden_ns NSID : like target_add_ns, no_auto_visible
+    it_rpc bdev_malloc_create "{\"name\":\"Malloc$1\",\"num_blocks\":131072,\"block_size\":512}" || return 1
+    it_rpc nvmf_subsystem_add_ns "{\"nqn\":\"$IT_NQN\",\"namespace\":{\"nsid\":$1,\"bdev_name\":\"Malloc$1\",\"no_auto_visible\":true}}"
+}
+target_ns_host() {  # target_ns_host add|remove NSID HOSTNQN : nvmf_ns_add_host / nvmf_ns_remove_host
+    it_rpc "nvmf_ns_$1_host" "{\"nqn\":\"$IT_NQN\",\"nsid\":$2,\"host\":\"$3\"}"
+}
 target_diag() {
     echo "---- nvmf_tgt: alive=$(kill -0 "$TPID" 2>/dev/null && echo yes || echo no), log tail ----"
     tail -n 30 "$TGT_LOG"
