@@ -120,6 +120,8 @@ impl Entry {
             self.intr = None;
             // The peer may already be gone; nothing to do about a failed shutdown.
             let _ = self.stream.shutdown(Shutdown::Both);
+            // Nothing more can be written: give queued data buffers back to their pools now.
+            self.conn.out_queue().clear();
             self.qpair.disconnect();
         }
     }
