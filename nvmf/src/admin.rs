@@ -5,7 +5,7 @@ use crate::ctrlr::{
     LID_RESERVATION_NOTIFICATION, MAX_AERS, RESV_MASK_BITS,
 };
 use crate::discovery;
-use crate::poll_group::PgInner;
+use crate::poll_group::{AbortTarget, PgInner};
 use crate::qpair::{QpairInner, Reply};
 use crate::request::{DataBuf, Request};
 use crate::subsystem::SubsysSnap;
@@ -14,6 +14,7 @@ use nvme::spec::identify::{
     self as id, Cns, Csi, IDENTIFY_DATA_SIZE, IdentifyArgs, IdentifyController, IdentifyNamespace,
     NsIdDescriptor, NsList,
 };
+use nvme::spec::io::ABORT_DW0_NOT_ABORTED;
 use nvme::spec::{AdminOpcode, CommandSpecificStatus, Fuse, GenericStatus, Status};
 use std::rc::Rc;
 use zerocopy::IntoBytes;
@@ -180,7 +181,7 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
             ctrlr.flush_events();
             None
         }
-        AdminOpcode::ABORT => Some(abort(&ctrlr, q, &req)),
+        AdminOpcode::ABORT => abort(pg, &ctrlr, q, &req),
         _ => {
             tracing::info!(opc = opc.0, "unsupported admin opcode");
             Some(Reply::status(GenericStatus::INVALID_OPCODE.into()))
@@ -188,19 +189,44 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
     }
 }
 
-fn abort(ctrlr: &Ctrlr, q: &Rc<QpairInner>, req: &Request) -> Reply {
+/// Abort (SPDK `nvmf_ctrlr_abort`): an outstanding AER on the admin queue, or a command of
+/// an I/O queue of this controller that has not reached the bdev yet (see
+/// [`PgInner::abort_io`]; the I/O queue's poll group answers, so the Abort completes later).
+/// Anything else, reservation commands included, completes with DW0 bit 0 set: not aborted.
+fn abort(pg: &Rc<PgInner>, ctrlr: &Ctrlr, q: &Rc<QpairInner>, req: &Request) -> Option<Reply> {
     let cdw10 = req.sqe.cdw10.get();
     let (sqid, cid) = (cdw10 as u16, (cdw10 >> 16) as u16);
+    let not_aborted = Reply::status(Status::SUCCESS).dw0(ABORT_DW0_NOT_ABORTED);
     if sqid == 0 {
         let pos = ctrlr.aers.borrow().iter().position(|c| *c == cid);
         if let Some(pos) = pos {
             ctrlr.aers.borrow_mut().remove(pos);
             q.complete_async(cid, Reply::status(GenericStatus::ABORTED_BY_REQUEST.into()));
-            return Reply::status(Status::SUCCESS).dw0(0);
+            return Some(Reply::status(Status::SUCCESS).dw0(0));
+        }
+        return Some(not_aborted);
+    }
+    let owner = match ctrlr.shared.io_qids.lock() {
+        Ok(m) => m.get(&sqid).cloned(),
+        Err(p) => p.into_inner().get(&sqid).cloned(),
+    };
+    let Some(owner) = owner else {
+        tracing::debug!(sqid, cid, "Abort for a queue this controller does not have");
+        return Some(not_aborted);
+    };
+    let target = AbortTarget {
+        subnqn: ctrlr.subnqn.clone(),
+        cntlid: ctrlr.shared.cntlid,
+        sqid,
+        cid,
+    };
+    match pg.send_abort(q, req.sqe.cid(), &owner, target) {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::error!(error = %e, sqid, "cannot reach the poll group of the aborted queue");
+            Some(not_aborted)
         }
     }
-    // Bit 0 set: command not aborted (NVMe Base 2.0, 5.1.2).
-    Reply::status(Status::SUCCESS).dw0(1)
 }
 
 fn identify(pg: &Rc<PgInner>, ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Reply {

@@ -79,7 +79,8 @@ pub(crate) struct CtrlrShared {
     pub hostid: [u8; 16],
     pub cc: AtomicU32,
     pub csts: AtomicU32,
-    pub io_qids: Mutex<BTreeSet<u16>>,
+    /// Connected I/O queue IDs and the poll group Thread each lives on (Abort routing).
+    pub io_qids: Mutex<BTreeMap<u16, env::ThreadHandle>>,
     /// Bumped by a controller reset or shutdown: I/O queues of older epochs disconnect.
     pub epoch: std::sync::atomic::AtomicU64,
     pub failed: AtomicBool,
@@ -608,7 +609,7 @@ fn connect_admin(
             hostid: cd.hostid,
             cc: AtomicU32::new(0),
             csts: AtomicU32::new(0),
-            io_qids: Mutex::new(BTreeSet::new()),
+            io_qids: Mutex::new(BTreeMap::new()),
             epoch: std::sync::atomic::AtomicU64::new(0),
             failed: AtomicBool::new(false),
             max_qpairs: opts.max_qpairs_per_ctrlr(),
@@ -750,10 +751,14 @@ fn connect_io(
             Ok(q) => q,
             Err(p) => p.into_inner(),
         };
-        if !qids.insert(qid) {
+        if qids.contains_key(&qid) {
             tracing::error!(qid, "Got I/O connect with duplicate QID");
             return Reply::status(CommandSpecificStatus::INVALID_QUEUE_IDENTIFIER.into());
         }
+        let Some(me) = env::Thread::current() else {
+            return Reply::status(GenericStatus::INTERNAL_DEVICE_ERROR.into());
+        };
+        qids.insert(qid, me.handle());
     }
     qp.qid.set(qid);
     qp.epoch.set(shared.epoch.load(Ordering::Acquire));
@@ -816,7 +821,7 @@ mod tests {
             hostid: [0; 16],
             cc: AtomicU32::new(0),
             csts: AtomicU32::new(0),
-            io_qids: Mutex::new(BTreeSet::new()),
+            io_qids: Mutex::new(BTreeMap::new()),
             epoch: std::sync::atomic::AtomicU64::new(0),
             failed: AtomicBool::new(false),
             max_qpairs: 128,

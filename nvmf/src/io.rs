@@ -52,16 +52,54 @@ pub(crate) fn nvme_status(s: IoStatus) -> Status {
     }
 }
 
-/// Submits `request`, retrying after `queue_io_wait` when the bdev is out of resources.
-fn submit(ch: Rc<BdevChannel>, request: IoRequest, done: impl FnOnce(IoCompletion) + 'static) {
+/// The command an I/O belongs to, so an Abort can cancel it while it waits for bdev
+/// resources.
+#[derive(Clone)]
+struct Abortable {
+    q: Weak<QpairInner>,
+    cid: u16,
+}
+
+impl Abortable {
+    fn new(q: &Rc<QpairInner>, cid: u16) -> Option<Abortable> {
+        Some(Abortable {
+            q: Rc::downgrade(q),
+            cid,
+        })
+    }
+}
+
+/// Submits `request`, retrying after `queue_io_wait` when the bdev is out of resources. While
+/// it waits, an Abort of `ab`'s command completes the command and cancels the retry (the
+/// request and `done` are dropped unsubmitted).
+fn submit(
+    ch: Rc<BdevChannel>,
+    ab: Option<Abortable>,
+    request: IoRequest,
+    done: impl FnOnce(IoCompletion) + 'static,
+) {
     let ch2 = ch.clone();
     ch.submit(request, move |c: IoCompletion| {
-        if c.status == IoStatus::Nomem {
-            let ch3 = ch2.clone();
-            ch2.queue_io_wait(move || submit(ch3, c.request, done));
-        } else {
+        if c.status != IoStatus::Nomem {
             done(c);
+            return;
         }
+        let ch3 = ch2.clone();
+        let flag = ab
+            .as_ref()
+            .and_then(|a| a.q.upgrade().map(|q| q.wait_for_resources(a.cid)));
+        ch2.queue_io_wait(move || {
+            if let (Some(a), Some(f)) = (ab.as_ref(), flag.as_ref()) {
+                if let Some(q) = a.q.upgrade() {
+                    q.resources_ready(f);
+                }
+                if f.get() {
+                    tracing::debug!(cid = a.cid, "aborted while waiting for bdev resources");
+                    return;
+                }
+            }
+            submit(ch3, ab, c.request, done)
+        });
     });
 }
 
@@ -199,7 +237,9 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
     let cid = req.sqe.cid();
     let done = completer(q, cid, nsid);
     match opc {
-        NvmOpcode::READ | NvmOpcode::WRITE | NvmOpcode::COMPARE => rw(&ns, ch, req, done),
+        NvmOpcode::READ | NvmOpcode::WRITE | NvmOpcode::COMPARE => {
+            rw(&ns, ch, req, Abortable::new(q, cid), done)
+        }
         NvmOpcode::FLUSH => {
             let b = ns.desc.bdev();
             if !b.io_type_supported(IoType::Flush) {
@@ -207,6 +247,7 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
             }
             submit(
                 ch,
+                Abortable::new(q, cid),
                 IoRequest::Flush {
                     offset_blocks: 0,
                     num_blocks: b.num_blocks(),
@@ -225,6 +266,7 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
             }
             submit(
                 ch,
+                Abortable::new(q, cid),
                 IoRequest::WriteZeroes {
                     offset_blocks: slba,
                     num_blocks: nlb,
@@ -234,7 +276,7 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
             None
         }
         NvmOpcode::DATASET_MANAGEMENT => dsm(&ns, ch, &req, done),
-        NvmOpcode::COPY => copy(&ns, ch, &req, done),
+        NvmOpcode::COPY => copy(&ns, ch, &req, Abortable::new(q, cid), done),
         _ => {
             tracing::info!(opc = opc.0, "unsupported I/O opcode");
             Some(st(GenericStatus::INVALID_OPCODE))
@@ -349,6 +391,7 @@ fn rw(
     ns: &Arc<Namespace>,
     ch: Rc<BdevChannel>,
     req: Request,
+    ab: Option<Abortable>,
     done: impl FnOnce(Reply) + 'static,
 ) -> Option<Reply> {
     let (slba, nlb) = lba_range(&req);
@@ -393,7 +436,7 @@ fn rw(
             }
         }
     };
-    submit(ch, io, move |c| {
+    submit(ch, ab, io, move |c| {
         let status = nvme_status(c.status);
         let is_read = matches!(c.request, IoRequest::Read { .. });
         let mut r = Reply::status(status);
@@ -444,8 +487,10 @@ fn compare_and_write(
     let nsid = first.sqe.nsid();
     let done_c = completer(q, c_cid, nsid);
     let done_w = completer(q, w_cid, nsid);
+    // A fused pair is not abortable on its own (both halves complete together).
     submit(
         ch,
+        None,
         IoRequest::CompareAndWrite {
             offset_blocks: slba,
             num_blocks: nlb,
@@ -512,8 +557,10 @@ fn dsm(
     let done = Rc::new(Cell::new(Some(done)));
     for (slba, nlb) in ranges {
         let (left, worst, done) = (left.clone(), worst.clone(), done.clone());
+        // One command, several bdev I/Os: not abortable while waiting.
         submit(
             ch.clone(),
+            None,
             IoRequest::Unmap {
                 offset_blocks: slba,
                 num_blocks: nlb,
@@ -539,6 +586,7 @@ fn copy(
     ns: &Arc<Namespace>,
     ch: Rc<BdevChannel>,
     req: &Request,
+    ab: Option<Abortable>,
     done: impl FnOnce(Reply) + 'static,
 ) -> Option<Reply> {
     let sdlba = u64::from(req.sqe.cdw10.get()) | (u64::from(req.sqe.cdw11.get()) << 32);
@@ -573,6 +621,7 @@ fn copy(
     }
     submit(
         ch,
+        ab,
         IoRequest::Copy {
             dst_offset_blocks: sdlba,
             src_offset_blocks: slba,

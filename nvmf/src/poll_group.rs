@@ -6,12 +6,14 @@
 //! so commands read it without locks.
 
 use crate::ctrlr::Ctrlr;
+use crate::qpair::Reply;
 use crate::qpair::{Qpair, QpairInner, SnapCache, VisibleNs};
 use crate::request::{Request, RequestState};
 use crate::reservation::{HostId, Notice, ResvCommand};
 use crate::subsystem::{Namespace, SubsysSnap};
 use crate::transport::{DiscoverInfo, TransportOpts, TransportPollGroup};
 use env::{PollStatus, Poller, ThreadId};
+use nvme::spec::GenericStatus;
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -66,6 +68,15 @@ impl<P: TransportPollGroup> AnyTpg for P {
     }
 }
 
+/// The command an admin Abort names (`Send`: it travels to the I/O queue's poll group).
+#[derive(Clone, Debug)]
+pub(crate) struct AbortTarget {
+    pub subnqn: String,
+    pub cntlid: u16,
+    pub sqid: u16,
+    pub cid: u16,
+}
+
 /// A namespace and this Thread's bdev channel for it.
 type NsChannel = (Arc<Namespace>, Rc<bdev::BdevChannel>);
 
@@ -74,9 +85,10 @@ pub(crate) struct PgInner {
     pub tgt_id: u64,
     /// The app thread, where reservation changes run.
     app_thread: env::ThreadHandle,
-    /// Reservation commands waiting for the app thread, by token: queue pair and CID.
-    resv_pending: RefCell<HashMap<u64, (Weak<QpairInner>, u16)>>,
-    next_resv_token: Cell<u64>,
+    /// Commands answered by another Thread (reservation changes on the app thread, Abort of
+    /// a command on another poll group), by token: queue pair and CID.
+    parked: RefCell<HashMap<u64, (Weak<QpairInner>, u16)>>,
+    next_park_token: Cell<u64>,
     transports: RefCell<Vec<(String, Box<dyn AnyTpg>)>>,
     view: RefCell<Arc<TargetSnap>>,
     /// Bdev channels by namespace (keyed by the namespace's `Arc` address).
@@ -113,8 +125,8 @@ pub(crate) fn create_on_current(
     let pg = Rc::new(PgInner {
         tgt_id,
         app_thread,
-        resv_pending: RefCell::new(HashMap::new()),
-        next_resv_token: Cell::new(1),
+        parked: RefCell::new(HashMap::new()),
+        next_park_token: Cell::new(1),
         transports: RefCell::new(Vec::new()),
         view: RefCell::new(snap),
         channels: RefCell::new(HashMap::new()),
@@ -331,9 +343,33 @@ impl PgInner {
         }
     }
 
+    /// Parks command `cid` of `q` until another Thread answers it through
+    /// [`PgInner::finish_parked`] with the returned token.
+    fn park(&self, q: &Rc<QpairInner>, cid: u16) -> u64 {
+        let token = self.next_park_token.get();
+        self.next_park_token.set(token.wrapping_add(1));
+        self.parked
+            .borrow_mut()
+            .insert(token, (Rc::downgrade(q), cid));
+        token
+    }
+
+    /// Completes the parked command `token` with `status` and completion DW0 `dw0`.
+    pub fn finish_parked(&self, token: u64, status: nvme::spec::Status, dw0: u32) {
+        let entry = self.parked.borrow_mut().remove(&token);
+        match entry {
+            Some((w, cid)) => {
+                if let Some(q) = w.upgrade() {
+                    q.complete_async(cid, crate::qpair::Reply::status(status).dw0(dw0));
+                }
+            }
+            None => tracing::error!(token, "completion of an unknown parked command"),
+        }
+    }
+
     /// Sends a state-changing reservation command to the app thread (SPDK sends it to the
-    /// subsystem's thread); its completion comes back through
-    /// [`PgInner::finish_reservation`]. Err when the app thread cannot be reached.
+    /// subsystem's thread); it is answered through [`PgInner::finish_parked`]. Err when the
+    /// app thread cannot be reached.
     pub fn send_reservation(
         &self,
         q: &Rc<QpairInner>,
@@ -343,33 +379,91 @@ impl PgInner {
         let me = env::Thread::current()
             .ok_or(env::EnvError::NoCurrentThread)?
             .handle();
-        let token = self.next_resv_token.get();
-        self.next_resv_token.set(token.wrapping_add(1));
-        self.resv_pending
-            .borrow_mut()
-            .insert(token, (Rc::downgrade(q), cid));
+        let token = self.park(q, cid);
         let tgt_id = self.tgt_id;
         let r = self
             .app_thread
             .send_msg(move || crate::target::reservation_on_app(tgt_id, cmd, me, token));
         if r.is_err() {
-            self.resv_pending.borrow_mut().remove(&token);
+            self.parked.borrow_mut().remove(&token);
         }
         r
     }
 
-    /// Completes the reservation command `token` (the app thread applied it and every poll
-    /// group has the new state).
-    pub fn finish_reservation(&self, token: u64, status: nvme::spec::Status) {
-        let entry = self.resv_pending.borrow_mut().remove(&token);
-        match entry {
-            Some((w, cid)) => {
-                if let Some(q) = w.upgrade() {
-                    q.complete_async(cid, crate::qpair::Reply::status(status));
-                }
+    /// Admin Abort of command `cid` on I/O queue `sqid` of controller `cntlid`, which lives
+    /// on the poll group of Thread `owner`: asks that poll group ([`PgInner::abort_io`]) and
+    /// answers the Abort (`abort_cid` on admin queue `q`) with its result. Err when the
+    /// Thread cannot be reached.
+    pub fn send_abort(
+        &self,
+        q: &Rc<QpairInner>,
+        abort_cid: u16,
+        owner: &env::ThreadHandle,
+        target: AbortTarget,
+    ) -> Result<(), env::EnvError> {
+        let me = env::Thread::current()
+            .ok_or(env::EnvError::NoCurrentThread)?
+            .handle();
+        let token = self.park(q, abort_cid);
+        let tgt_id = self.tgt_id;
+        let r = owner.send_msg(move || {
+            let aborted = with_pg(tgt_id, |pg| pg.abort_io(&target)).unwrap_or(false);
+            let dw0 = if aborted {
+                0
+            } else {
+                nvme::spec::io::ABORT_DW0_NOT_ABORTED
+            };
+            let r = me.send_msg(move || {
+                with_pg(tgt_id, |pg| {
+                    pg.finish_parked(token, nvme::spec::Status::SUCCESS, dw0)
+                });
+            });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "cannot answer an Abort on its admin queue");
             }
-            None => tracing::error!(token, "completion of an unknown reservation command"),
+        });
+        if r.is_err() {
+            self.parked.borrow_mut().remove(&token);
         }
+        r
+    }
+
+    /// Aborts a command that has not reached the bdev yet: the first half of a fused pair
+    /// waiting for its second, or an I/O waiting for bdev resources (SPDK aborts requests
+    /// still queued in the target; one already at the bdev is not aborted). True when it
+    /// was aborted; the command completes with Command Aborted By Request.
+    pub fn abort_io(&self, t: &AbortTarget) -> bool {
+        let Some(q) = self.live_qpairs().into_iter().find(|q| {
+            q.qid() == t.sqid
+                && !q.is_disconnected()
+                && *q.0.subnqn.borrow() == t.subnqn
+                && q.cntlid() == Some(t.cntlid)
+        }) else {
+            return false;
+        };
+        let q = &q.0;
+        let aborted = Reply::status(GenericStatus::ABORTED_BY_REQUEST.into());
+        let first = q.fused.borrow_mut().take_if(|r| r.sqe.cid() == t.cid);
+        if first.is_some() {
+            tracing::info!(sqid = t.sqid, cid = t.cid, "fused first command aborted");
+            q.complete_async(t.cid, aborted);
+            return true;
+        }
+        if q.abort_waiting(t.cid) {
+            tracing::info!(
+                sqid = t.sqid,
+                cid = t.cid,
+                "I/O waiting for bdev resources aborted"
+            );
+            q.complete_async(t.cid, aborted);
+            return true;
+        }
+        tracing::debug!(
+            sqid = t.sqid,
+            cid = t.cid,
+            "Abort: command not found or already executing"
+        );
+        false
     }
 
     /// Delivers reservation notifications to this poll group's controllers of the hosts

@@ -94,6 +94,9 @@ pub(crate) struct QpairInner {
     /// I/O commands submitted to the bdev and not completed, per NSID (few namespaces per
     /// queue: a short list). Preempt-and-abort waits on it.
     inflight: RefCell<Vec<(u32, u32)>>,
+    /// I/O commands waiting for bdev resources (bdev `queue_io_wait`) by CID, with the flag
+    /// that cancels their retry when an Abort completed them.
+    waiting: RefCell<Vec<(u16, Rc<Cell<bool>>)>>,
     responses: RefCell<VecDeque<Response>>,
 }
 
@@ -155,6 +158,33 @@ impl QpairInner {
             .iter()
             .find(|(n, _)| *n == nsid)
             .map_or(0, |(_, c)| *c)
+    }
+
+    /// Records command `cid` as waiting for bdev resources; setting the returned flag
+    /// cancels its retry.
+    pub fn wait_for_resources(&self, cid: u16) -> Rc<Cell<bool>> {
+        let flag = Rc::new(Cell::new(false));
+        self.waiting.borrow_mut().push((cid, flag.clone()));
+        flag
+    }
+
+    /// The waiting command with `flag` is being retried (or dropped).
+    pub fn resources_ready(&self, flag: &Rc<Cell<bool>>) {
+        self.waiting
+            .borrow_mut()
+            .retain(|(_, f)| !Rc::ptr_eq(f, flag));
+    }
+
+    /// Cancels the retry of waiting command `cid`; true if there was one (the caller
+    /// completes it).
+    pub fn abort_waiting(&self, cid: u16) -> bool {
+        let mut w = self.waiting.borrow_mut();
+        let Some(i) = w.iter().position(|(c, _)| *c == cid) else {
+            return false;
+        };
+        let (_, flag) = w.remove(i);
+        flag.set(true);
+        true
     }
 
     fn advance_sqhd(&self) {
@@ -263,6 +293,7 @@ impl Qpair {
             epoch: Cell::new(0),
             fused: RefCell::new(None),
             inflight: RefCell::new(Vec::new()),
+            waiting: RefCell::new(Vec::new()),
             responses: RefCell::new(VecDeque::new()),
         }))
     }

@@ -156,7 +156,7 @@ type ResvAnswer = Box<dyn FnOnce(Status)>;
 pub(crate) fn reservation_on_app(tgt_id: u64, cmd: ResvCommand, reply: ThreadHandle, token: u64) {
     let answer: ResvAnswer = Box::new(move |status: Status| {
         let r = reply.send_msg(move || {
-            poll_group::with_pg(tgt_id, |pg| pg.finish_reservation(token, status));
+            poll_group::with_pg(tgt_id, |pg| pg.finish_parked(token, status, 0));
         });
         if let Err(e) = r {
             tracing::error!(error = %e, "cannot complete a reservation command on its poll group");
