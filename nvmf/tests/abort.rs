@@ -1,0 +1,167 @@
+//! Admin Abort of I/O commands (SPDK `nvmf_ctrlr_abort`): a command that has not reached the
+//! bdev (waiting for bdev resources, or the first half of a fused pair waiting for its
+//! second) is aborted; one the bdev is executing is not (DW0 bit 0 set).
+//!
+//! Its own test binary: it shrinks the process-wide `bdev_io_pool_size` to 1 so a second
+//! I/O on a channel waits for resources.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use bdev::module::{BdevOps, BdevProps};
+use bdev::{BdevError, BdevIo, IoStatus, IoType};
+use common::*;
+use nvme::spec::{GenericStatus, Status};
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// The gate bdev's held I/Os and counters (all env::testing Threads run on this OS thread).
+#[derive(Default)]
+struct Gate {
+    open: bool,
+    held: Vec<BdevIo>,
+    submitted: u32,
+}
+
+thread_local! {
+    static GATE: RefCell<Gate> = RefCell::new(Gate::default());
+}
+
+/// A bdev that holds every I/O until the test opens the gate.
+struct GateOps;
+
+impl BdevOps for GateOps {
+    type Channel = ();
+
+    fn create_channel(&self) -> Result<(), BdevError> {
+        Ok(())
+    }
+
+    fn submit_request(&self, _ch: &(), io: BdevIo) {
+        GATE.with(|g| {
+            let mut g = g.borrow_mut();
+            g.submitted += 1;
+            if g.open {
+                drop(g);
+                io.complete(IoStatus::Success);
+            } else {
+                g.held.push(io);
+            }
+        });
+    }
+
+    fn io_type_supported(&self, t: IoType) -> bool {
+        matches!(t, IoType::Read | IoType::Write)
+    }
+}
+
+fn open_gate() {
+    let held: Vec<BdevIo> = GATE.with(|g| {
+        let mut g = g.borrow_mut();
+        g.open = true;
+        g.held.drain(..).collect()
+    });
+    for io in held {
+        io.complete(IoStatus::Success);
+    }
+}
+
+fn aborted() -> Status {
+    Status::from(GenericStatus::ABORTED_BY_REQUEST)
+}
+
+/// Abort of (`sqid`, `cid`) on the admin queue: (status, DW0).
+fn abort(env: &Env, admin: &nvmf::testing::TestHost, sqid: u16, cid: u16) -> (Status, u32) {
+    let (c, _) = env.cmd(
+        admin,
+        sqe(
+            0x08,
+            0x70,
+            0,
+            u32::from(sqid) | (u32::from(cid) << 16),
+            0,
+            0,
+        ),
+        None,
+        0,
+    );
+    assert_eq!(c.cid.get(), 0x70);
+    (c.status(), c.dw0.get())
+}
+
+#[test]
+fn abort_cancels_commands_not_yet_at_the_bdev_and_leaves_executing_ones() {
+    bdev::set_options(bdev::BdevOpts {
+        bdev_io_pool_size: 1,
+        bdev_io_cache_size: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let env = setup();
+    let gate_name = unique("Gate");
+    bdev::module::register_bdev(
+        "gate",
+        BdevProps::new(&gate_name, 512, 64),
+        Arc::new(GateOps),
+    )
+    .unwrap();
+    env.threads.set_current(0);
+    assert_eq!(
+        env.tgt
+            .add_ns(SUBNQN, &gate_name, 2, None, None, None, 0, false)
+            .unwrap(),
+        2
+    );
+    env.update();
+    let (admin, cntlid) = admin_connect(&env, HOSTNQN, 0);
+    let io = io_connect(&env, HOSTNQN, cntlid, 1);
+
+    // Write 10 reaches the gate and stays there; write 11 finds the channel's only bdev I/O
+    // taken and waits for resources.
+    io.submit(sqe(0x01, 10, 2, 0, 0, 0), Some(vec![0xaa; 512]), 512);
+    io.submit(sqe(0x01, 11, 2, 1, 0, 0), Some(vec![0xbb; 512]), 512);
+    env.poll();
+    assert!(io.take_response().is_none(), "both writes are outstanding");
+    assert_eq!(GATE.with(|g| g.borrow().submitted), 1);
+
+    // The waiting write is aborted; the executing one is not.
+    assert_eq!(abort(&env, &admin, 1, 11), (Status::SUCCESS, 0));
+    let (c, _) = io.take_response().expect("aborted write completes");
+    assert_eq!((c.cid.get(), c.status()), (11, aborted()));
+    assert_eq!(abort(&env, &admin, 1, 10), (Status::SUCCESS, 1));
+    assert!(io.take_response().is_none());
+    // Unknown command, unknown queue, and the AER-only admin queue: not aborted.
+    assert_eq!(abort(&env, &admin, 1, 99), (Status::SUCCESS, 1));
+    assert_eq!(abort(&env, &admin, 5, 10), (Status::SUCCESS, 1));
+    assert_eq!(abort(&env, &admin, 0, 10), (Status::SUCCESS, 1));
+
+    // The first half of a fused Compare and Write waits for its second: abortable.
+    let mut first = sqe(0x05, 20, 1, 0, 0, 0);
+    first.flags |= 1;
+    io.submit(first, Some(vec![0; 512]), 512);
+    env.poll();
+    assert!(io.take_response().is_none());
+    assert_eq!(abort(&env, &admin, 1, 20), (Status::SUCCESS, 0));
+    let (c, _) = io.take_response().expect("aborted fused first completes");
+    assert_eq!((c.cid.get(), c.status()), (20, aborted()));
+    let mut second = sqe(0x01, 21, 1, 0, 0, 0);
+    second.flags |= 2;
+    let (c, _) = env.cmd(&io, second, Some(vec![0; 512]), 512);
+    assert_eq!(
+        c.status(),
+        Status::from(GenericStatus::ABORTED_MISSING_FUSED).with_dnr()
+    );
+
+    // The gate opens: write 10 completes; the aborted write 11 is never retried, never
+    // reaches the bdev and is not answered twice.
+    env.threads.set_current(0);
+    open_gate();
+    env.poll();
+    let (c, _) = io.take_response().expect("write 10 completes");
+    assert_eq!((c.cid.get(), c.status()), (10, Status::SUCCESS));
+    assert!(io.take_response().is_none());
+    assert_eq!(GATE.with(|g| g.borrow().submitted), 1);
+    // The queue still works.
+    let (c, _) = env.cmd(&io, sqe(0x01, 30, 2, 2, 0, 0), Some(vec![0xcc; 512]), 512);
+    assert_eq!(c.status(), Status::SUCCESS);
+    assert_eq!(GATE.with(|g| g.borrow().submitted), 2);
+}
