@@ -78,7 +78,7 @@ pub(crate) struct AbortTarget {
 }
 
 /// A namespace and this Thread's bdev channel for it.
-type NsChannel = (Arc<Namespace>, Rc<bdev::BdevChannel>);
+type NsChannel = (Arc<bdev::Desc>, Rc<bdev::BdevChannel>);
 
 pub(crate) struct PgInner {
     /// The target this poll group belongs to.
@@ -91,7 +91,9 @@ pub(crate) struct PgInner {
     next_park_token: Cell<u64>,
     transports: RefCell<Vec<(String, Box<dyn AnyTpg>)>>,
     view: RefCell<Arc<TargetSnap>>,
-    /// Bdev channels by namespace (keyed by the namespace's `Arc` address).
+    /// Bdev channels by namespace, keyed by the address of the namespace's descriptor, which
+    /// every snapshot of the namespace shares: a configuration update (a reservation change,
+    /// another namespace added) keeps the channels of the namespaces it did not remove.
     channels: RefCell<HashMap<usize, NsChannel>>,
     /// Bumped on every configuration update (invalidates queue pairs' cached views).
     pub generation: Cell<u64>,
@@ -528,14 +530,14 @@ impl PgInner {
 
     /// The bdev channel of namespace `nsid` of `nqn` on this Thread (created on first use).
     pub fn channel(&self, ns: &Arc<Namespace>) -> Result<Rc<bdev::BdevChannel>, bdev::BdevError> {
-        let key = Arc::as_ptr(ns) as usize;
+        let key = Arc::as_ptr(&ns.desc) as usize;
         if let Some((_, ch)) = self.channels.borrow().get(&key) {
             return Ok(ch.clone());
         }
         let ch = Rc::new(ns.desc.get_io_channel()?);
         self.channels
             .borrow_mut()
-            .insert(key, (ns.clone(), ch.clone()));
+            .insert(key, (ns.desc.clone(), ch.clone()));
         Ok(ch)
     }
 
@@ -547,12 +549,10 @@ impl PgInner {
         for q in self.live_qpairs() {
             q.0.snap_cache.borrow_mut().take();
         }
-        self.channels.borrow_mut().retain(|_, (ns, _)| {
-            snap.subsystems.iter().any(|s| {
-                s.namespaces
-                    .get(&ns.nsid)
-                    .is_some_and(|n| Arc::ptr_eq(n, ns))
-            })
+        self.channels.borrow_mut().retain(|_, (desc, _)| {
+            snap.subsystems
+                .iter()
+                .any(|s| s.namespaces.values().any(|n| Arc::ptr_eq(&n.desc, desc)))
         });
         for c in self.ctrlrs() {
             match snap.subsystems.iter().find(|s| s.nqn == c.subnqn) {

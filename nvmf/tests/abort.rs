@@ -20,6 +20,7 @@ struct Gate {
     open: bool,
     held: Vec<BdevIo>,
     submitted: u32,
+    channels: u32,
 }
 
 thread_local! {
@@ -33,6 +34,7 @@ impl BdevOps for GateOps {
     type Channel = ();
 
     fn create_channel(&self) -> Result<(), BdevError> {
+        GATE.with(|g| g.borrow_mut().channels += 1);
         Ok(())
     }
 
@@ -164,4 +166,17 @@ fn abort_cancels_commands_not_yet_at_the_bdev_and_leaves_executing_ones() {
     let (c, _) = env.cmd(&io, sqe(0x01, 30, 2, 2, 0, 0), Some(vec![0xcc; 512]), 512);
     assert_eq!(c.status(), Status::SUCCESS);
     assert_eq!(GATE.with(|g| g.borrow().submitted), 2);
+    // Configuration updates (here a reservation registration) keep the poll group's bdev
+    // channel of an unchanged namespace: one channel was ever created.
+    let mut keys = 0u64.to_le_bytes().to_vec();
+    keys.extend_from_slice(&0x5eedu64.to_le_bytes());
+    let (c, _) = env.cmd(&io, sqe(0x0d, 31, 2, 0, 0, 0), Some(keys), 16);
+    assert_eq!(c.status(), Status::SUCCESS);
+    env.update();
+    let (c, _) = env.cmd(&io, sqe(0x01, 32, 2, 3, 0, 0), Some(vec![0xdd; 512]), 512);
+    assert_eq!(c.status(), Status::SUCCESS);
+    assert_eq!(
+        GATE.with(|g| (g.borrow().submitted, g.borrow().channels)),
+        (3, 1)
+    );
 }
