@@ -13,6 +13,7 @@ use common::*;
 use nvme::spec::{GenericStatus, Status};
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The gate bdev's held I/Os and counters (all env::testing Threads run on this OS thread).
 #[derive(Default)]
@@ -99,21 +100,7 @@ fn abort_cancels_commands_not_yet_at_the_bdev_and_leaves_executing_ones() {
     })
     .unwrap();
     let env = setup();
-    let gate_name = unique("Gate");
-    bdev::module::register_bdev(
-        "gate",
-        BdevProps::new(&gate_name, 512, 64),
-        Arc::new(GateOps),
-    )
-    .unwrap();
-    env.threads.set_current(0);
-    assert_eq!(
-        env.tgt
-            .add_ns(SUBNQN, &gate_name, 2, None, None, None, 0, false)
-            .unwrap(),
-        2
-    );
-    env.update();
+    add_gate_ns(&env);
     let (admin, cntlid) = admin_connect(&env, HOSTNQN, 0);
     let io = io_connect(&env, HOSTNQN, cntlid, 1);
 
@@ -179,4 +166,108 @@ fn abort_cancels_commands_not_yet_at_the_bdev_and_leaves_executing_ones() {
         GATE.with(|g| (g.borrow().submitted, g.borrow().channels)),
         (3, 1)
     );
+}
+
+/// Adds the gate bdev as namespace 2 of the test subsystem.
+fn add_gate_ns(env: &Env) {
+    let gate_name = unique("Gate");
+    bdev::module::register_bdev(
+        "gate",
+        BdevProps::new(&gate_name, 512, 64),
+        Arc::new(GateOps),
+    )
+    .unwrap();
+    env.threads.set_current(0);
+    assert_eq!(
+        env.tgt
+            .add_ns(SUBNQN, &gate_name, 2, None, None, None, 0, false)
+            .unwrap(),
+        2
+    );
+    env.update();
+}
+
+/// Admin and I/O queue of a host whose HOSTID is sixteen bytes of `id`.
+fn host_with_id(env: &Env, id: u8) -> (nvmf::testing::TestHost, nvmf::testing::TestHost) {
+    let nqn = format!("nqn.2014-08.org.nvmexpress:uuid:{id:02x}000000-1111-2222-3333-444444444444");
+    let data = |cntlid: u16| {
+        let mut d = connect_data(&nqn, SUBNQN, cntlid);
+        d[..16].fill(id);
+        d
+    };
+    let admin = env.connect_host();
+    let (c, _) = env.cmd(&admin, connect_sqe(1, 0, 31, 0), Some(data(0xffff)), 1024);
+    ok(&c);
+    let cntlid = c.dw0.get() as u16;
+    let (c, _) = env.cmd(
+        &admin,
+        prop_set(
+            2,
+            nvme::spec::props::PropertyOffset::CC,
+            u64::from(CC_ENABLE),
+        ),
+        None,
+        0,
+    );
+    ok(&c);
+    let io = env.connect_host();
+    let (c, _) = env.cmd(&io, connect_sqe(1, 1, 127, 0), Some(data(cntlid)), 1024);
+    ok(&c);
+    (admin, io)
+}
+
+fn key_data(a: u64, b: u64) -> Option<Vec<u8>> {
+    Some([a.to_le_bytes(), b.to_le_bytes()].concat())
+}
+
+#[test]
+fn preempt_and_abort_gives_up_after_ten_seconds_of_stuck_preempted_io() {
+    bdev::set_options(bdev::BdevOpts {
+        bdev_io_pool_size: 1,
+        bdev_io_cache_size: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let env = setup();
+    add_gate_ns(&env);
+    let (_a_admin, a) = host_with_id(&env, 0xa);
+    let (_b_admin, b) = host_with_id(&env, 0xb);
+    let (c, _) = env.cmd(&a, sqe(0x0d, 1, 2, 0, 0, 0), key_data(0, 0xa1), 16);
+    ok(&c);
+    let (c, _) = env.cmd(&b, sqe(0x0d, 1, 2, 0, 0, 0), key_data(0, 0xb1), 16);
+    ok(&c);
+    let (c, _) = env.cmd(&a, sqe(0x11, 2, 2, 1 << 8, 0, 0), key_data(0xa1, 0), 16);
+    ok(&c);
+    // A's write is stuck in the bdev.
+    a.submit(sqe(0x01, 3, 2, 0, 0, 0), Some(vec![0xaa; 512]), 512);
+    env.poll();
+    assert!(a.take_response().is_none());
+    // B preempts and aborts: it waits for A's write...
+    b.submit(
+        sqe(0x11, 4, 2, 2 | (1 << 8), 0, 0),
+        key_data(0xb1, 0xa1),
+        16,
+    );
+    env.poll();
+    env.threads.advance_time(Duration::from_secs(5));
+    env.poll();
+    assert!(b.take_response().is_none(), "still waiting after 5 s");
+    // ...and gives up with Command Interrupted after 10 s; the preempt itself stands.
+    env.threads.advance_time(Duration::from_secs(6));
+    env.poll();
+    let (c, _) = b.take_response().expect("answer after the timeout");
+    assert_eq!(
+        (c.cid.get(), c.status()),
+        (4, Status::from(GenericStatus::COMMAND_INTERRUPTED))
+    );
+    let (c, _) = env.cmd(&a, sqe(0x01, 5, 2, 1, 0, 0), Some(vec![0xab; 512]), 512);
+    assert_eq!(
+        c.status(),
+        Status::from(GenericStatus::RESERVATION_CONFLICT)
+    );
+    env.threads.set_current(0);
+    open_gate();
+    env.poll();
+    let (c, _) = a.take_response().expect("A's stuck write completes");
+    assert_eq!((c.cid.get(), c.status()), (3, Status::SUCCESS));
 }
