@@ -3,8 +3,9 @@
 //! Step 4-10 of the flow (see ARCHITECTURE.md): the [`Target`] with its options, transports,
 //! subsystems and poll groups; [`Subsystem`]s with namespaces (bdevs), hosts and listeners;
 //! controllers in the dynamic model (Fabrics Connect, Property Get/Set, admin and NVM I/O
-//! commands, discovery); the [`transport`] provider API that nvmf-tcp and nvmf-rdma implement;
-//! the JSON-RPC methods ([`rpc`]) and the app glue ([`NvmfSubsystem`]).
+//! commands, discovery); namespace [`reservation`]s (state on the app thread, checked
+//! lock-free on the I/O path); the [`transport`] provider API that nvmf-tcp and nvmf-rdma
+//! implement; the JSON-RPC methods ([`rpc`]) and the app glue ([`NvmfSubsystem`]).
 //!
 //! ```text
 //!  app thread: Target ──(snapshot by message)──▶ PollGroup (one per Thread)

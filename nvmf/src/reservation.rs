@@ -130,7 +130,7 @@ impl ReservationState {
     }
 
     /// The generation counter (NVMe Base 2.0, Figure 577 GEN): incremented by every
-    /// Register that changes a registration, every Preempt and every Clear.
+    /// successful Register (also one that changes nothing), every Preempt and every Clear.
     pub fn generation(&self) -> u32 {
         self.generation
     }
@@ -264,9 +264,9 @@ impl ReservationState {
             return Outcome::status(GenericStatus::INVALID_FIELD);
         }
         let idx = self.find(host);
-        let out = match args.action {
+        let mut out = match args.action {
             RREGA_REGISTER => match idx {
-                None => return self.add(host, cntlid, nrkey),
+                None => self.add(host, cntlid, nrkey),
                 Some(i) if self.registrants[i].rkey == nrkey => Outcome::unchanged(),
                 Some(i) => {
                     tracing::error!(
@@ -308,7 +308,7 @@ impl ReservationState {
                         self.registrants[i].rkey = nrkey;
                         Outcome::changed()
                     }
-                    None if args.iekey => return self.add(host, cntlid, nrkey),
+                    None if args.iekey => self.add(host, cntlid, nrkey),
                     None => {
                         tracing::error!("replace: host not registered");
                         Outcome::status(GenericStatus::RESERVATION_CONFLICT)
@@ -320,8 +320,11 @@ impl ReservationState {
                 Outcome::status(GenericStatus::INVALID_FIELD)
             }
         };
-        if out.changed {
+        // NVMe Base 2.0, Figure 577: GEN counts every successful Register (SPDK counts
+        // registrants added and removed only).
+        if out.status.is_success() {
             self.generation = self.generation.wrapping_add(1);
+            out.changed = true;
         }
         out
     }
@@ -340,7 +343,6 @@ impl ReservationState {
             rkey: key,
             cntlid,
         });
-        self.generation = self.generation.wrapping_add(1);
         Outcome::changed()
     }
 
