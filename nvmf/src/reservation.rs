@@ -672,4 +672,69 @@ mod tests {
             assert_eq!(s.allows(&C, NvmOpcode::COPY, 0), ow, "type {t} other copy");
         }
     }
+    #[test]
+    fn all_registrants_preempt_with_zero_key_takes_over_with_the_new_type() {
+        let mut s = ReservationState::default();
+        s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10);
+        s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 20);
+        s.register(&C, 3, args(RREGA_REGISTER, 0), 0, 30);
+        s.acquire(&A, args(RACQA_ACQUIRE, 6), 10, 0);
+        let out = s.acquire(&B, args(RACQA_PREEMPT, 1), 20, 0);
+        assert_eq!(out.status, Status::SUCCESS);
+        assert_eq!(out.preempted, vec![A, C]);
+        assert_eq!(s.rtype(), ReservationType::WRITE_EXCLUSIVE);
+        assert!(s.is_holder(&B) && !s.is_registrant(&A));
+        // A non-zero PRKEY that matches nobody is a conflict in the all-registrants types.
+        s.release(&B, args(RRELA_RELEASE, 1), 20);
+        s.acquire(&B, args(RACQA_ACQUIRE, 5), 20, 0);
+        assert_eq!(
+            s.acquire(&B, args(RACQA_PREEMPT, 5), 20, 99).status,
+            conflict()
+        );
+    }
+
+    #[test]
+    fn releasing_write_exclusive_or_exclusive_access_notifies_nobody() {
+        for (t, notified) in [
+            (1u8, false),
+            (2, false),
+            (3, true),
+            (4, true),
+            (5, true),
+            (6, true),
+        ] {
+            let mut s = ReservationState::default();
+            s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10);
+            s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 20);
+            s.acquire(&A, args(RACQA_ACQUIRE, t), 10, 0);
+            let out = s.release(&A, args(RRELA_RELEASE, t), 10);
+            assert_eq!(out.status, Status::SUCCESS, "type {t}");
+            assert_eq!(s.rtype(), ReservationType(0), "type {t}");
+            let expect = if notified {
+                vec![Notice {
+                    hostid: B,
+                    log_type: RESERVATION_LOG_RESERVATION_RELEASED,
+                }]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(out.notices, expect, "type {t}");
+        }
+    }
+
+    #[test]
+    fn reservation_commands_of_non_holders_are_checked_like_spdk() {
+        let mut s = ReservationState::default();
+        s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10);
+        s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 20);
+        s.acquire(&A, args(RACQA_ACQUIRE, 1), 10, 0);
+        let acq = |action: u8| u32::from(action);
+        assert!(!s.allows(&B, NvmOpcode::RESERVATION_ACQUIRE, acq(RACQA_ACQUIRE)));
+        assert!(s.allows(&B, NvmOpcode::RESERVATION_ACQUIRE, acq(RACQA_PREEMPT)));
+        assert!(!s.allows(&C, NvmOpcode::RESERVATION_ACQUIRE, acq(RACQA_PREEMPT)));
+        assert!(s.allows(&B, NvmOpcode::RESERVATION_RELEASE, 0));
+        assert!(!s.allows(&C, NvmOpcode::RESERVATION_RELEASE, 0));
+        assert!(s.allows(&C, NvmOpcode::RESERVATION_REGISTER, 0));
+        assert!(s.allows(&C, NvmOpcode::RESERVATION_REPORT, 0));
+    }
 }
