@@ -94,6 +94,9 @@ pub struct TcpTransport {
     cfg: ProtoConfig,
     sock_priority: i64,
     listeners: Vec<(ListenAddr, TcpListener)>,
+    /// When an accept error was last logged and how many were not logged since: out of file
+    /// descriptors, every acceptor poll fails the same way (one line a second, not 100).
+    accept_errors: (Option<std::time::Instant>, u64),
 }
 
 fn bool_opt(opts: &TransportOpts, k: &str, default: bool) -> Result<bool, NvmfError> {
@@ -145,6 +148,7 @@ impl TcpTransport {
             cfg,
             sock_priority,
             listeners: Vec::new(),
+            accept_errors: (None, 0),
         })
     }
 
@@ -207,7 +211,17 @@ impl Transport for TcpTransport {
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => tracing::error!(error = %e, listener = %addr, "accept failed"),
+                Err(e) => {
+                    let now = std::time::Instant::now();
+                    let (last, unlogged) = &mut self.accept_errors;
+                    if last.is_none_or(|t| now.duration_since(t).as_secs() >= 1) {
+                        tracing::error!(error = %e, listener = %addr, repeated = *unlogged, "accept failed");
+                        *last = Some(now);
+                        *unlogged = 0;
+                    } else {
+                        *unlogged += 1;
+                    }
+                }
             }
         }
         None

@@ -67,6 +67,9 @@ pub struct UnixServer {
     conns: Vec<Conn>,
     next_conn_id: u64,
     open: bool,
+    /// When an accept error was last logged and how many were not logged since: out of file
+    /// descriptors, every poll fails the same way (one line a second, not 250).
+    accept_errors: (Option<Instant>, u64),
 }
 
 impl UnixServer {
@@ -117,6 +120,7 @@ impl UnixServer {
             opts,
             conns: Vec::new(),
             next_conn_id: 0,
+            accept_errors: (None, 0),
             open: true,
         })
     }
@@ -174,7 +178,14 @@ impl UnixServer {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::error!(error = %e, "RPC accept failed");
+                    let (last, unlogged) = &mut self.accept_errors;
+                    if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                        tracing::error!(error = %e, repeated = *unlogged, "RPC accept failed");
+                        *last = Some(now);
+                        *unlogged = 0;
+                    } else {
+                        *unlogged += 1;
+                    }
                     break;
                 }
             }

@@ -25,10 +25,22 @@ pub struct Target {
 impl Target {
     /// Starts `nvmf_tgt -r <sock> <args>` and waits (bounded) for the RPC socket.
     pub fn start(args: &[&str]) -> Target {
+        Target::start_cmd(Command::new(bin()), args)
+    }
+
+    /// [`Target::start`] with at most `nofile` open file descriptors (`prlimit`, which execs
+    /// the target: the child's pid is the target's).
+    pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Target {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}")).arg(bin());
+        Target::start_cmd(cmd, args)
+    }
+
+    fn start_cmd(mut cmd: Command, args: &[&str]) -> Target {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("spdk.sock");
         let stderr_path = dir.path().join("stderr.log");
-        let child = Command::new(bin())
+        let child = cmd
             .arg("-r")
             .arg(&sock)
             .args(args)
