@@ -7,6 +7,7 @@
 # and defines the hooks
 #   target_add_ns NSID   add namespace NSID to IT_NQN while hosts are connected
 #   target_diag          print the target's state/log on a failed step (optional)
+#   IT_RESERVATIONS=1    the target implements NVMe reservations (optional)
 #   target_add_hidden_ns NSID, target_ns_host add|remove NSID HOSTNQN
 #                        per-host namespace masking (optional: the ns-masking step is skipped
 #                        without them; nvmet has no per-host masking)
@@ -262,6 +263,33 @@ step_ns_masking() {
     nvme list-ns "$IT_CTRL" > /tmp/it.lns 2>&1
     ! grep -q ":$hex\$" /tmp/it.lns || { vmh_die "namespace $nsid still in the active list"; return 1; }
 }
+# NVMe reservations through nvme-cli (targets that set IT_RESERVATIONS=1): register a key, take
+# a Write Exclusive reservation, see it in the extended report, a wrong key is refused, release,
+# unregister.
+it_resv_report() {  # -> /tmp/it.resv (JSON); prints it
+    nvme resv-report "$IT_DEV" -n 1 -e -o json > /tmp/it.resv 2>&1
+    local rc=$?
+    tr -d ' \n' < /tmp/it.resv; echo
+    return $rc
+}
+step_reservations() {
+    nvme resv-register "$IT_DEV" -n 1 --nrkey=0xabc1 --rrega=0 || { vmh_die "register"; return 1; }
+    it_resv_report || { vmh_die "report"; return 1; }
+    tr -d ' \n' < /tmp/it.resv | grep -q '"rkey":43969' || { vmh_die "key 0xabc1 not in the report"; return 1; }
+    nvme resv-acquire "$IT_DEV" -n 1 --crkey=0xabc1 --rtype=1 --racqa=0 || { vmh_die "acquire"; return 1; }
+    it_resv_report || return 1
+    tr -d ' \n' < /tmp/it.resv | grep -q '"rtype":1' || { vmh_die "no Write Exclusive reservation in the report"; return 1; }
+    if nvme resv-acquire "$IT_DEV" -n 1 --crkey=0x5555 --rtype=1 --racqa=0 2>/tmp/it.resv.err; then
+        vmh_die "acquire with a wrong key succeeded"; return 1
+    fi
+    cat /tmp/it.resv.err
+    # the holder still writes
+    dd if=/dev/zero of="$IT_DEV" bs=4k seek=60000 count=1 oflag=direct 2>/dev/null || { vmh_die "holder write failed"; return 1; }
+    nvme resv-release "$IT_DEV" -n 1 --crkey=0xabc1 --rtype=1 --rrela=0 || { vmh_die "release"; return 1; }
+    nvme resv-register "$IT_DEV" -n 1 --crkey=0xabc1 --rrega=1 || { vmh_die "unregister"; return 1; }
+    it_resv_report || return 1
+    tr -d ' \n' < /tmp/it.resv | grep -q '"regctl":0' || { vmh_die "registrants left after unregister"; return 1; }
+}
 step_disconnect() {
     vmh_run nvme disconnect -n "$IT_NQN" > /tmp/it.dis 2>&1
     local rc=$?
@@ -406,6 +434,11 @@ it_suite() {
     it_step_c dd-64MiB-verify step_dd_64m
     it_step_c blkdiscard step_blkdiscard
     it_step_c ns-hot-add step_ns_hot_add
+    if [ "${IT_RESERVATIONS:-0}" = 1 ]; then
+        it_step_c reservations step_reservations
+    else
+        it_skip reservations "the target has no reservations"
+    fi
     if type target_add_hidden_ns >/dev/null 2>&1; then
         it_step_c ns-masking step_ns_masking
     else

@@ -6,6 +6,7 @@ IT_NQN=nqn.2016-06.io.spdk:cnode1
 IT_NQN_RESTRICTED=nqn.2016-06.io.spdk:cnode2
 IT_NS1_BYTES=268435456      # Malloc0: 524288 x 512 B
 IT_HOTADD_BYTES=67108864    # target_add_ns: 131072 x 512 B
+IT_RESERVATIONS=1
 TGT=/opt/user/nvmf_tgt
 TGT_LOG=/tmp/nvmf_tgt.log
 RPC_SOCK=/var/tmp/spdk.sock
