@@ -165,6 +165,12 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
         AdminOpcode::IDENTIFY => Some(identify(pg, &ctrlr, &snap, &req)),
         AdminOpcode::GET_LOG_PAGE => Some(get_log_page(pg, &ctrlr, &snap, q, &req)),
         AdminOpcode::GET_FEATURES => Some(get_features(&ctrlr, &snap, &req)),
+        AdminOpcode::SET_FEATURES
+            if req.sqe.cdw10.get() as u8 == fid::RESERVATION_PERSISTENCE
+                && req.sqe.cdw10.get() & (1 << 31) == 0 =>
+        {
+            set_reservation_persistence(pg, &ctrlr, q, &req)
+        }
         AdminOpcode::SET_FEATURES => Some(set_features(&ctrlr, &snap, &req)),
         AdminOpcode::KEEP_ALIVE => {
             ctrlr.last_keep_alive.set(env::now());
@@ -185,6 +191,78 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
         _ => {
             tracing::info!(opc = opc.0, "unsupported admin opcode");
             Some(Reply::status(GenericStatus::INVALID_OPCODE.into()))
+        }
+    }
+}
+
+/// Set Features Reservation Persistence (SPDK
+/// `nvmf_ctrlr_set_features_reservation_persistence`), on the app thread that owns the
+/// reservation state: one visible PTPL capable namespace, or every PTPL capable namespace
+/// for NSID FFFFFFFFh; anything else Invalid Field. Success answers Feature Identifier Not
+/// Saveable as SPDK. Unlike SPDK the `ptpl_file` is rewritten at once (empty when
+/// persistence goes off), so the file never claims a persistence that is off.
+fn set_reservation_persistence(
+    pg: &Rc<PgInner>,
+    ctrlr: &Ctrlr,
+    q: &Rc<QpairInner>,
+    req: &Request,
+) -> Option<Reply> {
+    let nsid = req.sqe.nsid();
+    let on = req.sqe.cdw11.get() & nvme::spec::features::RESV_PERSIST_PTPL != 0;
+    let (subnqn, hostnqn) = (ctrlr.subnqn.clone(), ctrlr.shared.hostnqn.clone());
+    let call: crate::target::AppCall = Box::new(move |t, answer| {
+        let res = t.with_subsystem(&subnqn, |s| {
+            let mut touched = Vec::new();
+            if nsid == NSID_ALL {
+                for ns in s.namespaces.values_mut() {
+                    if ns.resv.set_ptpl(on) {
+                        touched.push(ns.nsid);
+                    }
+                }
+            } else if let Some(ns) = s
+                .namespaces
+                .get_mut(&nsid)
+                .filter(|ns| ns.visible_to(&hostnqn) && ns.resv.ptpl_capable())
+            {
+                ns.resv.set_ptpl(on);
+                touched.push(nsid);
+            } else {
+                return None;
+            }
+            let mut ok = true;
+            for n in &touched {
+                if let Some(ns) = s.namespaces.get(n)
+                    && let Err(e) = crate::target::persist_ns(ns)
+                {
+                    tracing::error!(nsid = n, error = %e, "cannot write the ptpl_file");
+                    ok = false;
+                }
+            }
+            Some(ok)
+        });
+        match res {
+            Ok(Some(ok)) => {
+                let status: Status = if ok {
+                    CommandSpecificStatus::FEATURE_ID_NOT_SAVEABLE.into()
+                } else {
+                    GenericStatus::INTERNAL_DEVICE_ERROR.into()
+                };
+                t.update(move || answer(status, 0));
+            }
+            _ => {
+                tracing::error!(
+                    nsid,
+                    "Set Features Reservation Persistence: invalid NSID or no ptpl_file"
+                );
+                answer(GenericStatus::INVALID_FIELD.into(), 0);
+            }
+        }
+    });
+    match pg.send_app_call(q, req.sqe.cid(), call) {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reach the app thread");
+            Some(Reply::status(GenericStatus::INTERNAL_DEVICE_ERROR.into()))
         }
     }
 }
@@ -446,7 +524,7 @@ fn identify_ns(ns: &crate::subsystem::Namespace, snap: &SubsysSnap) -> IdentifyN
     }
     n.nguid = ns.nguid;
     n.eui64 = ns.eui64;
-    // Every reservation type and IEKEY; no persistence through power loss (no ptpl_file).
+    // Every reservation type and IEKEY; persistence through power loss with a ptpl_file.
     n.rescap = id::RESCAP_WRITE_EXCLUSIVE
         | id::RESCAP_EXCLUSIVE_ACCESS
         | id::RESCAP_WRITE_EXCLUSIVE_REG_ONLY
@@ -454,6 +532,9 @@ fn identify_ns(ns: &crate::subsystem::Namespace, snap: &SubsysSnap) -> IdentifyN
         | id::RESCAP_WRITE_EXCLUSIVE_ALL_REG
         | id::RESCAP_EXCLUSIVE_ACCESS_ALL_REG
         | id::RESCAP_IGNORE_EXISTING_KEY;
+    if ns.resv.ptpl_capable() {
+        n.rescap |= id::RESCAP_PTPL;
+    }
     if snap.ana_reporting {
         n.anagrpid = ns.anagrpid.into();
     }
@@ -681,8 +762,10 @@ fn get_features(ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Reply {
                 tracing::error!(nsid, "Get Features Reservation Persistence: invalid NSID");
                 return invalid_field();
             }
-            // PTPL is never on: persistence through power loss is not supported.
-            return Reply::status(Status::SUCCESS).dw0(0);
+            let on = snap
+                .visible_ns(&ctrlr.shared.hostnqn, nsid)
+                .is_some_and(|ns| ns.resv.ptpl());
+            return Reply::status(Status::SUCCESS).dw0(u32::from(on));
         }
         fid::HOST_BEHAVIOR_SUPPORT => {
             return page_reply(&feat.host_behavior, 0, (req.length as usize).min(512));
@@ -794,18 +877,6 @@ fn set_features(ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Reply {
                 );
                 return invalid_field();
             }
-        }
-        fid::RESERVATION_PERSISTENCE => {
-            // SPDK `nvmf_ctrlr_set_features_reservation_persistence` without a ptpl_file:
-            // no namespace can persist; all namespaces answers Feature Not Saveable.
-            if req.sqe.nsid() == NSID_ALL {
-                return Reply::status(CommandSpecificStatus::FEATURE_ID_NOT_SAVEABLE.into());
-            }
-            tracing::error!(
-                nsid = req.sqe.nsid(),
-                "Set Features Reservation Persistence: persistence not supported"
-            );
-            return invalid_field();
         }
         fid::HOST_BEHAVIOR_SUPPORT => {
             let Some(d) = req.data.as_ref() else {

@@ -392,6 +392,29 @@ impl PgInner {
         r
     }
 
+    /// Runs `f` on the app thread with the [`crate::Target`]; the command `cid` of `q` is
+    /// parked until `f` calls its answer with a status and completion DW0. Err when the app
+    /// thread cannot be reached.
+    pub fn send_app_call(
+        &self,
+        q: &Rc<QpairInner>,
+        cid: u16,
+        f: crate::target::AppCall,
+    ) -> Result<(), env::EnvError> {
+        let me = env::Thread::current()
+            .ok_or(env::EnvError::NoCurrentThread)?
+            .handle();
+        let token = self.park(q, cid);
+        let tgt_id = self.tgt_id;
+        let r = self
+            .app_thread
+            .send_msg(move || crate::target::app_call(tgt_id, f, me, token));
+        if r.is_err() {
+            self.parked.borrow_mut().remove(&token);
+        }
+        r
+    }
+
     /// Admin Abort of command `cid` on I/O queue `sqid` of controller `cntlid`, which lives
     /// on the poll group of Thread `owner`: asks that poll group ([`PgInner::abort_io`]) and
     /// answers the Abort (`abort_cid` on admin queue `q`) with its result. Err when the

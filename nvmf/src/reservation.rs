@@ -14,9 +14,16 @@
 //! keyed by the 128-bit Host Identifier of Fabrics Connect (controllers of one host share
 //! one registration). It is changed only on the app thread; each change is pushed to the
 //! poll groups inside the subsystem snapshot before the command completes, so the I/O path
-//! checks access against its own copy without locks. Persistence through power loss is not
-//! supported (`ptpl_file` is refused), so PTPLS is always 0.
+//! checks access against its own copy without locks.
+//!
+//! Persistence through power loss (SPDK `ptpl_file`): a namespace added with a `ptpl_file`
+//! is PTPL capable (RESCAP bit 0). Register with CPTPL=3 (or Set Features 83h) turns
+//! persistence on, CPTPL=2 turns it off. While it is on, every change of the state is
+//! written to the file in SPDK's JSON format ([`PtplRecord`]) on the app thread (temporary
+//! file, fsync, rename) before the command completes; turning it off leaves an empty file,
+//! as SPDK. Adding the namespace again loads the file ([`ReservationState::restore`]).
 
+use crate::NvmfError;
 use nvme::spec::io::{
     RACQA_ACQUIRE, RACQA_PREEMPT, RACQA_PREEMPT_AND_ABORT, RREGA_REGISTER, RREGA_REPLACE,
     RREGA_UNREGISTER, RRELA_CLEAR, RRELA_RELEASE, ReservationArgs, ReservationType,
@@ -26,6 +33,7 @@ use nvme::spec::log::{
     RESERVATION_LOG_RESERVATION_RELEASED,
 };
 use nvme::spec::{GenericStatus, NvmOpcode, Status};
+use serde::{Deserialize, Serialize};
 
 /// Registrants one namespace holds (SPDK `SPDK_NVMF_MAX_NUM_REGISTRANTS`).
 pub const MAX_REGISTRANTS: usize = 16;
@@ -39,8 +47,12 @@ pub const KEY_DATA_SIZE: usize = 16;
 pub const RELEASE_DATA_SIZE: usize = 8;
 /// CPTPL: no change (NVMe Base 2.0, Figure 562).
 const CPTPL_NO_CHANGE: u8 = 0;
-/// CPTPL: clear PTPL (persistence off): accepted, persistence is never on.
+/// CPTPL: clear PTPL (persistence through power loss off).
 const CPTPL_CLEAR: u8 = 2;
+/// CPTPL: persist through power loss (needs a `ptpl_file`).
+const CPTPL_PERSIST: u8 = 3;
+/// Largest `ptpl_file` accepted when a namespace is added (1 MiB).
+pub const PTPL_FILE_MAX: u64 = 1 << 20;
 
 /// A 128-bit Host Identifier (Connect data HOSTID).
 pub type HostId = [u8; 16];
@@ -106,6 +118,10 @@ pub struct ReservationState {
     /// Holder of a reservation that is not of an "all registrants" type.
     holder: Option<HostId>,
     generation: u32,
+    /// The namespace has a `ptpl_file` (RESCAP bit 0).
+    ptpl_capable: bool,
+    /// Persistence through power loss is on (SPDK `ptpl_activated`, PTPLS).
+    ptpl: bool,
 }
 
 fn all_regs(t: ReservationType) -> bool {
@@ -133,6 +149,35 @@ impl ReservationState {
     /// successful Register (also one that changes nothing), every Preempt and every Clear.
     pub fn generation(&self) -> u32 {
         self.generation
+    }
+
+    /// True when the namespace has a `ptpl_file` and may persist through power loss.
+    pub fn ptpl_capable(&self) -> bool {
+        self.ptpl_capable
+    }
+
+    /// True when persistence through power loss is on (Reservation Report PTPLS, feature
+    /// 83h).
+    pub fn ptpl(&self) -> bool {
+        self.ptpl
+    }
+
+    /// Sets persistence through power loss (Set Features 83h); false, and no change, when
+    /// the namespace is not PTPL capable.
+    pub fn set_ptpl(&mut self, on: bool) -> bool {
+        if !self.ptpl_capable {
+            return false;
+        }
+        self.ptpl = on;
+        true
+    }
+
+    /// An empty state of a namespace with (`capable`) or without a `ptpl_file`.
+    pub fn new(capable: bool) -> ReservationState {
+        ReservationState {
+            ptpl_capable: capable,
+            ..ReservationState::default()
+        }
     }
 
     /// True when `host` is registered.
@@ -247,6 +292,10 @@ impl ReservationState {
 
     /// Reservation Register (SPDK `nvmf_ns_reservation_register`). `crkey`/`nrkey` come from
     /// the 16-byte data structure.
+    ///
+    /// CPTPL is applied first, as SPDK: 10b turns persistence off, 11b on (Invalid Field
+    /// without a `ptpl_file`), 01b is reserved (Invalid Field). A CPTPL change marks the
+    /// state changed even when the registration action then fails.
     pub fn register(
         &mut self,
         host: &HostId,
@@ -255,14 +304,39 @@ impl ReservationState {
         crkey: u64,
         nrkey: u64,
     ) -> Outcome {
-        if args.cptpl != CPTPL_NO_CHANGE && args.cptpl != CPTPL_CLEAR {
-            // Persist through power loss needs a ptpl_file (not supported); 01b is reserved.
-            tracing::error!(
-                cptpl = args.cptpl,
-                "Reservation Register CPTPL not supported"
-            );
-            return Outcome::status(GenericStatus::INVALID_FIELD);
+        let mut ptpl_changed = false;
+        match args.cptpl {
+            CPTPL_NO_CHANGE => {}
+            CPTPL_CLEAR => {
+                ptpl_changed = self.ptpl;
+                self.ptpl = false;
+            }
+            CPTPL_PERSIST if self.ptpl_capable => {
+                ptpl_changed = !self.ptpl;
+                self.ptpl = true;
+            }
+            CPTPL_PERSIST => {
+                tracing::error!("Reservation Register CPTPL=3 on a namespace without ptpl_file");
+                return Outcome::status(GenericStatus::INVALID_FIELD);
+            }
+            other => {
+                tracing::error!(cptpl = other, "Reservation Register with reserved CPTPL");
+                return Outcome::status(GenericStatus::INVALID_FIELD);
+            }
         }
+        let mut out = self.register_action(host, cntlid, args, crkey, nrkey);
+        out.changed |= ptpl_changed;
+        out
+    }
+
+    fn register_action(
+        &mut self,
+        host: &HostId,
+        cntlid: u16,
+        args: ReservationArgs,
+        crkey: u64,
+        nrkey: u64,
+    ) -> Outcome {
         let idx = self.find(host);
         let mut out = match args.action {
             RREGA_REGISTER => match idx {
@@ -491,13 +565,14 @@ impl ReservationState {
     }
 
     /// The Reservation Status extended data structure (NVMe Base 2.0, Figures 578-579):
-    /// a 64-byte header (GEN, RTYPE, REGCTL, PTPLS 0) and one 64-byte entry per registrant
+    /// a 64-byte header (GEN, RTYPE, REGCTL, PTPLS) and one 64-byte entry per registrant
     /// (CNTLID, RCSTS holder bit, RKEY, 128-bit HOSTID), in registration order.
     pub fn report_extended(&self) -> Vec<u8> {
         let mut out = vec![0u8; REPORT_EXT_HEADER_SIZE];
         out[0..4].copy_from_slice(&self.generation.to_le_bytes());
         out[4] = self.rtype.0;
         out[5..7].copy_from_slice(&(self.registrants.len() as u16).to_le_bytes());
+        out[9] = u8::from(self.ptpl);
         for r in &self.registrants {
             let mut e = [0u8; REPORT_EXT_ENTRY_SIZE];
             e[0..2].copy_from_slice(&r.cntlid.to_le_bytes());
@@ -508,6 +583,251 @@ impl ReservationState {
         }
         out
     }
+}
+
+/// One registrant in a `ptpl_file` (SPDK `_nvmf_ns_registrant`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PtplRegistrant {
+    /// Reservation key.
+    pub rkey: u64,
+    /// The host's 128-bit Host Identifier as a lowercase UUID string.
+    pub host_uuid: String,
+}
+
+/// The JSON object of a `ptpl_file`, keys and order as SPDK v25.09
+/// (`nvmf_ns_reservation_update_json`): `ptpl`, `rtype`, `crkey`, `bdev_uuid`,
+/// `holder_uuid` (empty without a single holder), `registrants`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PtplRecord {
+    /// Persistence through power loss is on.
+    #[serde(default)]
+    pub ptpl: bool,
+    /// Reservation type (0 none).
+    #[serde(default)]
+    pub rtype: u32,
+    /// The holder's reservation key (0 none).
+    #[serde(default)]
+    pub crkey: u64,
+    /// UUID of the namespace's bdev (lowercase).
+    pub bdev_uuid: String,
+    /// Host Identifier of the holder as a UUID, empty for none or an "all registrants" type.
+    #[serde(default)]
+    pub holder_uuid: String,
+    /// Registrants in registration order.
+    pub registrants: Vec<PtplRegistrant>,
+}
+
+fn host_uuid(h: &HostId) -> String {
+    uuid::Uuid::from_bytes(*h).to_string()
+}
+
+impl ReservationState {
+    /// The `ptpl_file` record of this state for a namespace whose bdev has UUID `bdev`
+    /// (SPDK `nvmf_ns_update_reservation_info`; crkey of an "all registrants" type is the
+    /// first registrant's key, the holder SPDK restores).
+    pub fn to_record(&self, bdev: &uuid::Uuid) -> PtplRecord {
+        let (crkey, holder_uuid) = if self.rtype.0 == 0 {
+            (0, String::new())
+        } else if all_regs(self.rtype) {
+            (
+                self.registrants.first().map_or(0, |r| r.rkey),
+                String::new(),
+            )
+        } else {
+            (
+                self.holder_key(),
+                self.holder.as_ref().map(host_uuid).unwrap_or_default(),
+            )
+        };
+        PtplRecord {
+            ptpl: self.ptpl,
+            rtype: u32::from(self.rtype.0),
+            crkey,
+            bdev_uuid: bdev.to_string(),
+            holder_uuid,
+            registrants: self
+                .registrants
+                .iter()
+                .map(|r| PtplRegistrant {
+                    rkey: r.rkey,
+                    host_uuid: host_uuid(&r.hostid),
+                })
+                .collect(),
+        }
+    }
+
+    /// The state of a PTPL capable namespace restored from `rec` (SPDK
+    /// `nvmf_ns_reservation_restore`): the bdev UUID must be `bdev`, at most
+    /// [`MAX_REGISTRANTS`] distinct registrants with non-zero keys, `rtype` 0..=6, `crkey`
+    /// 0 or a registrant's key, and a single-holder type names a registered holder. As SPDK,
+    /// a record with persistence off or without registrants restores an empty state.
+    pub fn restore(rec: &PtplRecord, bdev: &uuid::Uuid) -> Result<ReservationState, NvmfError> {
+        let bad = |m: String| Err(NvmfError::InvalidParam(format!("ptpl_file: {m}")));
+        let file_bdev = uuid::Uuid::parse_str(&rec.bdev_uuid);
+        if file_bdev.as_ref().ok() != Some(bdev) {
+            return bad(format!(
+                "bdev_uuid {} is not the namespace's bdev {bdev}",
+                rec.bdev_uuid
+            ));
+        }
+        if rec.registrants.len() > MAX_REGISTRANTS {
+            return bad(format!(
+                "{} registrants, at most {MAX_REGISTRANTS}",
+                rec.registrants.len()
+            ));
+        }
+        let mut state = ReservationState::new(true);
+        if !rec.ptpl || rec.registrants.is_empty() {
+            return Ok(state);
+        }
+        for r in &rec.registrants {
+            let Ok(u) = uuid::Uuid::parse_str(&r.host_uuid) else {
+                return bad(format!("host_uuid '{}' is not a UUID", r.host_uuid));
+            };
+            let hostid = *u.as_bytes();
+            if r.rkey == 0 || state.is_registrant(&hostid) {
+                return bad(format!(
+                    "registrant {} has key 0 or appears twice",
+                    r.host_uuid
+                ));
+            }
+            state.registrants.push(Registrant {
+                hostid,
+                rkey: r.rkey,
+                cntlid: 0,
+            });
+        }
+        if rec.crkey != 0 && !state.registrants.iter().any(|r| r.rkey == rec.crkey) {
+            return bad(format!("crkey {:#x} matches no registrant", rec.crkey));
+        }
+        let rtype = match u8::try_from(rec.rtype) {
+            Ok(t) if t == 0 || valid_type(ReservationType(t)) => ReservationType(t),
+            _ => return bad(format!("invalid rtype {}", rec.rtype)),
+        };
+        state.rtype = rtype;
+        state.ptpl = true;
+        if rtype.0 != 0 && !all_regs(rtype) {
+            let holder = uuid::Uuid::parse_str(&rec.holder_uuid)
+                .ok()
+                .map(|u| *u.as_bytes())
+                .filter(|h| state.is_registrant(h));
+            match holder {
+                Some(h) => state.holder = Some(h),
+                None => {
+                    return bad(format!(
+                        "holder_uuid '{}' is not a registrant",
+                        rec.holder_uuid
+                    ));
+                }
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// Loads the reservation state of a namespace with `ptpl_file` `path` whose bdev has UUID
+/// `bdev` (SPDK `nvmf_ns_reservation_load_json` + restore). A missing or empty file is an
+/// empty state (SPDK empties the file when persistence goes off). The path must name a
+/// regular file (a directory, FIFO or device is refused without being opened for reading
+/// data) of at most [`PTPL_FILE_MAX`] bytes holding one [`PtplRecord`].
+pub fn load_ptpl_file(
+    path: &std::path::Path,
+    bdev: &uuid::Uuid,
+) -> Result<ReservationState, NvmfError> {
+    use std::io::Read;
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(ReservationState::new(true));
+        }
+        Err(e) => {
+            return Err(NvmfError::InvalidParam(format!("ptpl_file {shown}: {e}")));
+        }
+    };
+    if !meta.is_file() {
+        return Err(NvmfError::InvalidParam(format!(
+            "ptpl_file {shown} is not a regular file"
+        )));
+    }
+    let f = std::fs::File::open(path)
+        .map_err(|e| NvmfError::InvalidParam(format!("ptpl_file {shown}: {e}")))?;
+    // The opened file itself must still be a regular file (the path may have changed).
+    let meta = f
+        .metadata()
+        .map_err(|e| NvmfError::InvalidParam(format!("ptpl_file {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(NvmfError::InvalidParam(format!(
+            "ptpl_file {shown} is not a regular file"
+        )));
+    }
+    if meta.len() > PTPL_FILE_MAX {
+        return Err(NvmfError::InvalidParam(format!(
+            "ptpl_file {shown} is {} bytes, larger than {PTPL_FILE_MAX}",
+            meta.len()
+        )));
+    }
+    let mut data = Vec::new();
+    f.take(PTPL_FILE_MAX + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| NvmfError::InvalidParam(format!("ptpl_file {shown}: {e}")))?;
+    if data.len() as u64 > PTPL_FILE_MAX {
+        return Err(NvmfError::InvalidParam(format!(
+            "ptpl_file {shown} is larger than {PTPL_FILE_MAX} bytes"
+        )));
+    }
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ReservationState::new(true));
+    }
+    let rec: PtplRecord = serde_json::from_slice(&data).map_err(|e| {
+        NvmfError::InvalidParam(format!("ptpl_file {shown}: invalid reservation JSON: {e}"))
+    })?;
+    ReservationState::restore(&rec, bdev)
+}
+
+/// Writes `state` to `path` atomically (SPDK `nvmf_ns_reservation_update_json`): the
+/// compact JSON record while persistence is on, an empty file once it is off; written to a
+/// temporary file in the same directory, synced, renamed over `path`, directory synced.
+pub fn write_ptpl_file(
+    path: &std::path::Path,
+    state: &ReservationState,
+    bdev: &uuid::Uuid,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let data = if state.ptpl {
+        serde_json::to_vec(&state.to_record(bdev)).map_err(std::io::Error::other)?
+    } else {
+        Vec::new()
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("ptpl_file has no file name"))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(&data)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
 }
 
 /// A state-changing reservation command on its way to the app thread (`Send`).

@@ -812,28 +812,20 @@ fn add_ns(t: &Target, p: AddNs, r: Request) {
         Some(Some(n)) => Some(n),
         Some(None) => return r.err(RpcError::invalid_params("Invalid eui64")),
     };
-    if ns.ptpl_file.is_some() {
-        // Reservations (PTPL) are not implemented: refuse rather than silently lose the
-        // persistence that was asked for.
-        tracing::error!(
-            bdev = %ns.bdev_name,
-            "ptpl_file is not supported by this target"
-        );
-        return r.err(invalid());
-    }
     if ns.hide_metadata {
         tracing::warn!(bdev = %ns.bdev_name, "hide_metadata ignored: bdevs without metadata only");
     }
-    match t.add_ns(
-        &p.nqn,
-        &ns.bdev_name,
-        ns.nsid,
+    let opts = crate::target::NsOpts {
+        bdev_name: ns.bdev_name.clone(),
+        nsid: ns.nsid,
         uuid,
         nguid,
         eui64,
-        ns.anagrpid,
-        ns.no_auto_visible,
-    ) {
+        anagrpid: ns.anagrpid,
+        no_auto_visible: ns.no_auto_visible,
+        ptpl_file: ns.ptpl_file.map(std::path::PathBuf::from),
+    };
+    match t.add_ns_ext(&p.nqn, opts) {
         Ok(nsid) => t.update(move || r.ok(nsid)),
         Err(e) => {
             tracing::error!(bdev = %ns.bdev_name, error = %e, "Unable to add namespace");
@@ -1039,6 +1031,9 @@ pub fn config_json(t: &Target) -> Value {
             let mut ns = serde_json::Map::new();
             ns.insert("nsid".into(), json!(n.nsid));
             ns.insert("bdev_name".into(), json!(n.bdev_name));
+            if let Some(f) = &n.ptpl_file {
+                ns.insert("ptpl_file".into(), json!(f.to_string_lossy()));
+            }
             ns.insert("nguid".into(), json!(nguid_hex(&n.nguid)));
             ns.insert("uuid".into(), json!(n.uuid.to_string()));
             if n.eui64 != [0; 8] {

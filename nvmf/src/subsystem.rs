@@ -78,6 +78,9 @@ pub struct Namespace {
     pub hosts: Vec<String>,
     /// Whether the UUID, NGUID and EUI-64 were given explicitly (save_config prints them).
     pub explicit_ids: (bool, bool, bool),
+    /// Where the reservation state persists through power loss (SPDK `ptpl_file`), as
+    /// given; `None` when the namespace is not PTPL capable.
+    pub ptpl_file: Option<std::path::PathBuf>,
     /// The open, claimed descriptor every poll group gets its channel from.
     pub(crate) desc: Arc<bdev::Desc>,
     /// Registrants and reservation, changed only on the app thread (see [`crate::reservation`]).

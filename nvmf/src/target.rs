@@ -75,6 +75,27 @@ impl Default for TargetOpts {
     }
 }
 
+/// Parameters of [`Target::add_ns_ext`] (SPDK `nvmf_subsystem_add_ns` `namespace`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NsOpts {
+    /// Name of the bdev to expose.
+    pub bdev_name: String,
+    /// Requested NSID, 0 for the lowest free one.
+    pub nsid: u32,
+    /// UUID (the bdev's when `None`).
+    pub uuid: Option<uuid::Uuid>,
+    /// NGUID (the UUID's bytes when `None`).
+    pub nguid: Option<[u8; 16]>,
+    /// EUI-64 (zero when `None`).
+    pub eui64: Option<[u8; 8]>,
+    /// ANA group ID, 0 for the NSID.
+    pub anagrpid: u32,
+    /// Hidden until `nvmf_ns_add_host`.
+    pub no_auto_visible: bool,
+    /// Reservation persistence file (SPDK `ptpl_file`).
+    pub ptpl_file: Option<std::path::PathBuf>,
+}
+
 /// A discovery referral.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Referral {
@@ -169,9 +190,18 @@ pub(crate) fn reservation_on_app(tgt_id: u64, cmd: ResvCommand, reply: ThreadHan
     };
     let t = Target(inner);
     let out = t.with_subsystem(&cmd.subnqn, |s| {
-        s.namespaces
-            .get_mut(&cmd.nsid)
-            .map(|ns| cmd.apply(&mut ns.resv))
+        s.namespaces.get_mut(&cmd.nsid).map(|ns| {
+            let mut out = cmd.apply(&mut ns.resv);
+            // SPDK `nvmf_ns_reservation_update_state`: the file follows every change while
+            // persistence is on, and every Register change (CPTPL=2 empties it).
+            let persist = out.changed
+                && (ns.resv.ptpl() || cmd.opc == nvme::spec::NvmOpcode::RESERVATION_REGISTER);
+            if persist && let Err(e) = persist_ns(ns) {
+                tracing::error!(nsid = cmd.nsid, error = %e, "cannot write the ptpl_file");
+                out.status = GenericStatus::INTERNAL_DEVICE_ERROR.into();
+            }
+            out
+        })
     });
     let Ok(Some(out)) = out else {
         tracing::error!(nsid = cmd.nsid, subnqn = %cmd.subnqn, "reservation command for a namespace that is gone");
@@ -211,6 +241,36 @@ pub(crate) fn reservation_on_app(tgt_id: u64, cmd: ResvCommand, reply: ThreadHan
             answer(status);
         }
     });
+}
+
+/// Writes the reservation state of a PTPL capable namespace to its `ptpl_file` (nothing
+/// to do without one).
+pub(crate) fn persist_ns(ns: &Namespace) -> std::io::Result<()> {
+    match &ns.ptpl_file {
+        Some(path) => crate::reservation::write_ptpl_file(path, &ns.resv, &ns.desc.bdev().uuid()),
+        None => Ok(()),
+    }
+}
+
+/// Answer of a command run on the app thread: completion status and DW0.
+pub(crate) type AppAnswer = Box<dyn FnOnce(Status, u32)>;
+/// A command's work on the app thread (see [`crate::PollGroupRef`]'s `send_app_call`).
+pub(crate) type AppCall = Box<dyn FnOnce(&Target, AppAnswer) + Send>;
+
+/// Runs `f` on the app thread; its answer completes parked command `token` on `reply`.
+pub(crate) fn app_call(tgt_id: u64, f: AppCall, reply: ThreadHandle, token: u64) {
+    let answer: AppAnswer = Box::new(move |status: Status, dw0: u32| {
+        let r = reply.send_msg(move || {
+            poll_group::with_pg(tgt_id, |pg| pg.finish_parked(token, status, dw0));
+        });
+        if let Err(e) = r {
+            tracing::error!(error = %e, "cannot complete a command on its poll group");
+        }
+    });
+    match TARGETS.with(|t| t.borrow().get(&tgt_id).and_then(std::rc::Weak::upgrade)) {
+        Some(inner) => f(&Target(inner), answer),
+        None => answer(GenericStatus::INTERNAL_DEVICE_ERROR.into(), 0),
+    }
 }
 
 /// A preempt-and-abort waiting for the preempted hosts' in-flight I/O on its namespace.
@@ -906,7 +966,7 @@ impl Target {
     }
 
     /// Adds a namespace backed by bdev `bdev_name`, opened and claimed exclusively for writes.
-    /// Returns the NSID.
+    /// Returns the NSID. Shorthand for [`Target::add_ns_ext`] without a `ptpl_file`.
     #[allow(clippy::too_many_arguments)]
     pub fn add_ns(
         &self,
@@ -919,13 +979,35 @@ impl Target {
         anagrpid: u32,
         no_auto_visible: bool,
     ) -> Result<u32, NvmfError> {
+        self.add_ns_ext(
+            nqn,
+            NsOpts {
+                bdev_name: bdev_name.to_string(),
+                nsid,
+                uuid,
+                nguid,
+                eui64,
+                anagrpid,
+                no_auto_visible,
+                ptpl_file: None,
+            },
+        )
+    }
+
+    /// Adds a namespace (SPDK `spdk_nvmf_subsystem_add_ns_ext`): opens and claims the bdev;
+    /// with a `ptpl_file`, the namespace is PTPL capable and the reservation state is
+    /// loaded from the file when it exists ([`crate::reservation::load_ptpl_file`]); a
+    /// file that is not a regular file, too large, not valid JSON or of another bdev fails
+    /// the add (the bdev is released). Returns the NSID.
+    pub fn add_ns_ext(&self, nqn: &str, o: NsOpts) -> Result<u32, NvmfError> {
+        let bdev_name = o.bdev_name.as_str();
         let nsid = self.with_subsystem(nqn, |s| {
             if s.subtype == SubType::Discovery {
                 return Err(NvmfError::InvalidParam(
                     "discovery subsystem has no namespaces".into(),
                 ));
             }
-            s.pick_nsid(nsid)
+            s.pick_nsid(o.nsid)
         })??;
         let app = self.0.app_thread.clone();
         let (tgt_id, sub) = (self.0.id, nqn.to_string());
@@ -942,20 +1024,38 @@ impl Target {
         desc.claim(bdev::ClaimType::ExclusiveWrite, "NVMe-oF Target")
             .map_err(|e| NvmfError::Busy(format!("bdev {bdev_name} cannot be claimed: {e}")))?;
         let b = desc.bdev();
-        let uuid_v = uuid.unwrap_or_else(|| b.uuid());
-        let nguid_v = nguid.unwrap_or(*uuid_v.as_bytes());
+        let resv = match &o.ptpl_file {
+            None => Default::default(),
+            Some(path) => {
+                let st = crate::reservation::load_ptpl_file(path, &b.uuid()).inspect_err(|e| {
+                    tracing::error!(nqn, bdev = bdev_name, error = %e, "cannot load ptpl_file");
+                })?;
+                tracing::info!(
+                    nqn,
+                    bdev = bdev_name,
+                    file = %path.display(),
+                    registrants = st.registrants().len(),
+                    ptpl = st.ptpl(),
+                    "reservation state loaded from ptpl_file"
+                );
+                st
+            }
+        };
+        let uuid_v = o.uuid.unwrap_or_else(|| b.uuid());
+        let nguid_v = o.nguid.unwrap_or(*uuid_v.as_bytes());
         let ns = Namespace {
             nsid,
             bdev_name: b.name().to_string(),
             uuid: uuid_v,
             nguid: nguid_v,
-            eui64: eui64.unwrap_or([0; 8]),
-            anagrpid: if anagrpid == 0 { nsid } else { anagrpid },
-            no_auto_visible,
+            eui64: o.eui64.unwrap_or([0; 8]),
+            anagrpid: if o.anagrpid == 0 { nsid } else { o.anagrpid },
+            no_auto_visible: o.no_auto_visible,
             hosts: Vec::new(),
-            explicit_ids: (uuid.is_some(), nguid.is_some(), eui64.is_some()),
+            explicit_ids: (o.uuid.is_some(), o.nguid.is_some(), o.eui64.is_some()),
+            ptpl_file: o.ptpl_file,
             desc: Arc::new(desc),
-            resv: Default::default(),
+            resv,
         };
         self.with_subsystem(nqn, |s| s.namespaces.insert(nsid, ns))?;
         tracing::info!(nqn, nsid, bdev = bdev_name, "namespace added");

@@ -266,7 +266,7 @@ fn identify_advertises_reservations_and_every_type() {
     let (c, d) = env.cmd(&a.admin, sqe(0x06, 6, NSID, 0x00, 0, 0), None, 4096);
     ok(&c);
     let ns = IdentifyNamespace::read_from_bytes(&d.unwrap()).unwrap();
-    // Bits 1-6 every type, bit 7 IEKEY, bit 0 (PTPL) clear: no ptpl_file support.
+    // Bits 1-6 every type, bit 7 IEKEY, bit 0 (PTPL) clear: the namespace has no ptpl_file.
     assert_eq!(ns.rescap, 0xfe);
     // Supported log pages list 80h; Commands Supported and Effects list the four opcodes.
     let (c, d) = env.cmd(&a.admin, sqe(0x02, 7, 0, 255 << 16, 0, 0), None, 1024);
@@ -353,7 +353,8 @@ fn register_unregister_replace_with_right_and_wrong_keys() {
         invalid_field(),
         "RREGA 3"
     );
-    // CPTPL: "persist" needs a ptpl_file (refused), "clear" is a no-op, 01b is reserved.
+    // CPTPL: "persist" needs a ptpl_file (none here: refused), "clear" is a no-op, 01b is
+    // reserved.
     assert_eq!(
         register_cptpl(&env, &a, REGISTER, false, 3, 0, 0xa4),
         invalid_field()
