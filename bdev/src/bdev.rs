@@ -12,7 +12,7 @@ use crate::local::LocalCallback;
 use crate::module::{BdevProps, ErasedOps};
 use crate::qos::{QosLimits, QosShared};
 use crate::registry::lock;
-use crate::stats::IoStat;
+use crate::stats::{IoStat, QueueDepthStat, ResetStatMode};
 
 pub(crate) struct BdevState {
     pub(crate) removing: bool,
@@ -33,6 +33,12 @@ pub(crate) struct BdevShared {
     pub(crate) qos: QosShared,
     /// Counters of channels already destroyed.
     pub(crate) retired: Mutex<IoStat>,
+    /// The reset in progress and the resets queued behind it.
+    pub(crate) reset: Mutex<crate::reset::ResetCtl>,
+    /// LBA ranges locked by emulated compare-and-writes.
+    pub(crate) locks: crate::compare::RangeLocks,
+    /// Queue-depth sampling.
+    pub(crate) qd: Mutex<crate::qd::QdState>,
 }
 
 impl BdevShared {
@@ -66,6 +72,9 @@ impl BdevShared {
             }),
             qos: QosShared::default(),
             retired: Mutex::new(IoStat::default()),
+            reset: Mutex::new(crate::reset::ResetCtl::default()),
+            locks: crate::compare::RangeLocks::default(),
+            qd: Mutex::new(crate::qd::QdState::default()),
         }
     }
 
@@ -222,13 +231,29 @@ impl Bdev {
     /// plus those of destroyed channels, then calls `done` on the calling Thread.
     /// Errors off a Thread.
     pub fn iostat(&self, done: impl FnOnce(IoStat) + 'static) -> Result<(), BdevError> {
+        self.iostat_and_reset(ResetStatMode::None, done)
+    }
+
+    /// [`Bdev::iostat`], then clears what `mode` says in every counter read (SPDK
+    /// `spdk_bdev_get_device_stat` with a reset mode; `bdev_get_iostat`'s `reset_mode`).
+    pub fn iostat_and_reset(
+        &self,
+        mode: ResetStatMode,
+        done: impl FnOnce(IoStat) + 'static,
+    ) -> Result<(), BdevError> {
         let cb = LocalCallback::new(done)?;
-        let acc = Arc::new(Mutex::new(*lock(&self.0.retired)));
+        let base = {
+            let mut r = lock(&self.0.retired);
+            let s = *r;
+            r.reset(mode);
+            s
+        };
+        let acc = Arc::new(Mutex::new(base));
         let acc2 = Arc::clone(&acc);
         env::for_each_channel(
             &self.0,
             move |ch| {
-                if let Some(s) = ch.stats() {
+                if let Some(s) = ch.take_stats(mode) {
                     lock(&acc2).add(&s);
                 }
             },
@@ -238,6 +263,65 @@ impl Bdev {
             },
         );
         Ok(())
+    }
+
+    /// Each live channel's statistics with its Thread's id (`bdev_get_iostat` with
+    /// `per_channel`), in channel order, each channel then cleared per `mode`; `done` runs on
+    /// the calling Thread. Errors off a Thread.
+    pub fn iostat_per_channel(
+        &self,
+        mode: ResetStatMode,
+        done: impl FnOnce(Vec<(u64, IoStat)>) + 'static,
+    ) -> Result<(), BdevError> {
+        let cb = LocalCallback::new(done)?;
+        let acc = Arc::new(Mutex::new(Vec::new()));
+        let acc2 = Arc::clone(&acc);
+        env::for_each_channel(
+            &self.0,
+            move |ch| {
+                if let Some(s) = ch.take_stats(mode) {
+                    lock(&acc2).push((ch.thread().id().0, s));
+                }
+            },
+            move || {
+                let v = std::mem::take(&mut *lock(&acc));
+                cb.call(v);
+            },
+        );
+        Ok(())
+    }
+
+    /// Clears the statistics per `mode` in every channel and in the destroyed channels'
+    /// totals (SPDK `bdev_reset_device_stat`), then calls `done` on the calling Thread.
+    /// Errors off a Thread.
+    pub fn reset_iostat(
+        &self,
+        mode: ResetStatMode,
+        done: impl FnOnce() + 'static,
+    ) -> Result<(), BdevError> {
+        let cb = LocalCallback::new(move |()| done())?;
+        lock(&self.0.retired).reset(mode);
+        env::for_each_channel(
+            &self.0,
+            move |ch| {
+                ch.take_stats(mode);
+            },
+            move || cb.call(()),
+        );
+        Ok(())
+    }
+
+    /// Starts (period > 0, in microseconds), changes or stops (0) sampling the bdev's queue
+    /// depth (SPDK `spdk_bdev_set_qd_sampling_period`). The sampler runs on the calling
+    /// Thread: every period it sums the I/Os outstanding at the module over all channels.
+    /// Errors off a Thread.
+    pub fn set_qd_sampling_period(&self, period_us: u64) -> Result<(), BdevError> {
+        crate::qd::set_period(&self.0, period_us)
+    }
+
+    /// Queue-depth sampling figures, `None` while no sampling period is set.
+    pub fn queue_depth_stat(&self) -> Option<QueueDepthStat> {
+        crate::qd::stat(&self.0)
     }
 
     /// The bdev's `bdev_get_bdevs` entry, with SPDK's keys in SPDK's order.

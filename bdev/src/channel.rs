@@ -1,7 +1,10 @@
 //! Per-Thread bdev channels and the I/O path (SPDK `spdk_bdev_channel`, `bdev_io_submit`).
 //!
-//! A submission is validated, checked against the channel's outstanding-I/O limit and its QoS
-//! bucket, then handed to the module. Every completion — the module's, or the layer's own
+//! A submission is validated, checked against the channel's outstanding-I/O limit, aborted if
+//! a reset has frozen the channel, routed (reset to [`crate::reset`], compare and
+//! compare-and-write without module support to [`crate::compare`]), held while it writes into
+//! a range an emulated compare-and-write has locked, checked against the QoS bucket, then
+//! handed to the module. Every completion — the module's, or the layer's own
 //! refusal — is queued on the channel and delivered by the channel's poller on the same
 //! Thread, never inside the submitting call. No lock is taken; the only per-I/O allocation
 //! is the boxed callback.
@@ -19,7 +22,8 @@ use crate::iovec::IoVecs;
 use crate::module::ErasedChannel;
 use crate::qos::QosBucket;
 use crate::registry::lock;
-use crate::stats::IoStat;
+use crate::reset::ActiveReset;
+use crate::stats::{IoStat, ResetStatMode};
 use crate::{Bdev, BdevError};
 
 /// Shared state of one bdev's channel on one Thread (the part a `BdevIo` points back to).
@@ -35,14 +39,41 @@ pub(crate) struct ChanCore {
     outstanding: Cell<u64>,
     io_limit: u64,
     poller: RefCell<Option<env::Poller>>,
+    /// A bdev reset is in progress (SPDK `BDEV_CH_RESET_IN_PROGRESS`): new I/O is aborted.
+    frozen: Cell<bool>,
+    /// The reset in progress, when it was submitted on this channel.
+    pub(crate) active_reset: RefCell<Option<ActiveReset>>,
+    /// Writes waiting for an LBA range lock to be released (SPDK `io_locked`).
+    locked: RefCell<VecDeque<(Arc<DescShared>, IoInner)>>,
+    /// The lock generation `locked` was last tried at.
+    locked_gen: Cell<u64>,
 }
 
 /// The env IoDevice channel of a bdev (`Err` if the module could not create its channel).
 pub(crate) struct ChannelInner(Result<Rc<ChanCore>, BdevError>);
 
 impl ChannelInner {
-    pub(crate) fn stats(&self) -> Option<IoStat> {
-        self.0.as_ref().ok().map(|c| *c.stats.borrow())
+    /// The channel's counters, then cleared per `mode`.
+    pub(crate) fn take_stats(&self, mode: ResetStatMode) -> Option<IoStat> {
+        self.core().map(|c| {
+            let mut st = c.stats.borrow_mut();
+            let s = *st;
+            st.reset(mode);
+            s
+        })
+    }
+
+    /// I/Os at the module on this channel (0 for a failed channel).
+    pub(crate) fn outstanding(&self) -> u64 {
+        self.core().map_or(0, |c| c.outstanding.get())
+    }
+
+    pub(crate) fn core(&self) -> Option<&Rc<ChanCore>> {
+        self.0.as_ref().ok()
+    }
+
+    pub(crate) fn is_core(&self, core: &Rc<ChanCore>) -> bool {
+        self.core().is_some_and(|c| Rc::ptr_eq(c, core))
     }
 }
 
@@ -72,6 +103,10 @@ impl ChanCore {
             outstanding: Cell::new(0),
             io_limit: u64::from(crate::registry::opts().bdev_io_pool_size),
             poller: RefCell::new(None),
+            frozen: Cell::new(false),
+            active_reset: RefCell::new(None),
+            locked: RefCell::new(VecDeque::new()),
+            locked_gen: Cell::new(0),
         });
         let weak: Weak<ChanCore> = Rc::downgrade(&core);
         let poller = env::poller_register(move || match weak.upgrade() {
@@ -92,13 +127,53 @@ impl ChanCore {
         &self.bdev.props.name
     }
 
+    pub(crate) fn bdev_arc(&self) -> &Arc<BdevShared> {
+        &self.bdev
+    }
+
+    pub(crate) fn outstanding_count(&self) -> u64 {
+        self.outstanding.get()
+    }
+
+    /// Freezes the channel for a reset (SPDK `bdev_reset_freeze_channel`): I/O held back for
+    /// no-memory retry or by QoS is aborted, new I/O will be.
+    pub(crate) fn freeze(&self) {
+        self.frozen.set(true);
+        self.abort_queued();
+    }
+
+    /// Ends a reset's freeze (SPDK `bdev_unfreeze_channel`).
+    pub(crate) fn unfreeze(&self) {
+        self.frozen.set(false);
+    }
+
+    pub(crate) fn queue_io_wait(&self, f: Box<dyn FnOnce()>) {
+        self.io_wait.borrow_mut().push_back(f);
+    }
+
+    /// Holds `inner` until the range locks change (see [`crate::compare`]); `generation` is
+    /// the lock generation read before the overlap check.
+    pub(crate) fn park_locked(&self, desc: &Arc<DescShared>, inner: IoInner, generation: u64) {
+        let mut l = self.locked.borrow_mut();
+        if l.is_empty() {
+            self.locked_gen.set(generation);
+        }
+        l.push_back((Arc::clone(desc), inner));
+    }
+
+    /// Hands a reset to the module (not counted as outstanding, as SPDK).
+    pub(crate) fn dispatch_reset(self: &Rc<Self>, mut inner: IoInner) {
+        inner.dispatched = true;
+        self.module_ch.submit(BdevIo::new(inner, Rc::clone(self)));
+    }
+
     pub(crate) fn push_completion(&self, inner: IoInner, status: IoStatus) {
         self.completions.borrow_mut().push_back((inner, status));
     }
 
     fn validate(&self, req: &IoRequest, writable: bool) -> Result<(), InvalidIo> {
         let t = req.io_type();
-        if !self.bdev.supported[t.index()] {
+        if !self.bdev.supported[t.index()] && !self.emulated(t) {
             return Err(InvalidIo::Unsupported);
         }
         if t.is_write() && !writable {
@@ -178,18 +253,41 @@ impl ChanCore {
         }
     }
 
+    /// True for the types the layer runs itself when the module lacks them.
+    fn emulated(&self, t: IoType) -> bool {
+        let has = |t: IoType| self.bdev.supported[t.index()];
+        match t {
+            IoType::Compare => has(IoType::Read),
+            IoType::CompareAndWrite => {
+                has(IoType::Write) && (has(IoType::Compare) || has(IoType::Read))
+            }
+            _ => false,
+        }
+    }
+
     fn io_bytes(&self, req: &IoRequest) -> u64 {
         req.num_blocks()
             .saturating_mul(u64::from(self.bdev.props.block_size))
     }
 
-    fn submit(self: &Rc<Self>, desc: &DescShared, request: IoRequest, cb: crate::io::IoCallback) {
+    fn submit(
+        self: &Rc<Self>,
+        desc: &Arc<DescShared>,
+        request: IoRequest,
+        cb: crate::io::IoCallback,
+    ) {
         let inner = IoInner {
             request,
             cb,
             start: env::now(),
             dispatched: false,
+            owner_lock: 0,
         };
+        self.submit_inner(desc, inner);
+    }
+
+    /// Checks a new I/O (closed descriptor, validity, channel limit) and starts it.
+    pub(crate) fn submit_inner(self: &Rc<Self>, desc: &Arc<DescShared>, inner: IoInner) {
         if desc.closed.load(Ordering::Acquire) {
             self.push_completion(inner, IoStatus::Aborted);
             return;
@@ -203,8 +301,31 @@ impl ChanCore {
             self.push_completion(inner, IoStatus::Nomem);
             return;
         }
-        if inner.request.io_type() == IoType::Reset {
-            self.abort_queued();
+        self.start(desc, inner);
+    }
+
+    /// Routes an accepted I/O: reset, frozen channel, emulation, range locks, QoS, module.
+    fn start(self: &Rc<Self>, desc: &Arc<DescShared>, inner: IoInner) {
+        let t = inner.request.io_type();
+        if t == IoType::Reset {
+            return crate::reset::start(self, inner);
+        }
+        if self.frozen.get() {
+            tracing::debug!(bdev = %self.bdev_name(), io_type = ?t, "I/O aborted: reset in progress");
+            return self.push_completion(inner, IoStatus::Aborted);
+        }
+        if !self.bdev.supported[t.index()] {
+            match t {
+                IoType::Compare => return crate::compare::emulate_compare(self, desc, inner),
+                IoType::CompareAndWrite => {
+                    return crate::compare::emulate_compare_and_write(self, desc, inner);
+                }
+                _ => {}
+            }
+        }
+        let generation = self.bdev.locks.generation();
+        if self.bdev.locks.blocks(&inner.request, inner.owner_lock) {
+            return self.park_locked(desc, inner, generation);
         }
         {
             let mut qos = self.qos.borrow_mut();
@@ -246,13 +367,22 @@ impl ChanCore {
                 break;
             };
             busy = true;
+            if inner.dispatched && inner.request.io_type() == IoType::Reset {
+                crate::reset::module_done(&self, inner, status);
+                continue;
+            }
             if inner.dispatched {
                 inner.dispatched = false;
                 self.outstanding
                     .set(self.outstanding.get().saturating_sub(1));
-                if status == IoStatus::Nomem {
+                if status == IoStatus::Nomem && !self.frozen.get() {
                     // As SPDK: a module out of resources gets the I/O again later.
                     self.nomem.borrow_mut().push_back(inner);
+                    continue;
+                }
+                if status == IoStatus::Nomem {
+                    completed += 1;
+                    self.finish(inner, IoStatus::Aborted);
                     continue;
                 }
             }
@@ -273,7 +403,25 @@ impl ChanCore {
             busy = true;
             w();
         }
+        busy |= self.retry_locked();
         env::PollStatus::from_busy(busy)
+    }
+
+    /// Resubmits the writes held by range locks once the locks changed.
+    fn retry_locked(self: &Rc<Self>) -> bool {
+        if self.locked.borrow().is_empty() {
+            return false;
+        }
+        let g = self.bdev.locks.generation();
+        if g == self.locked_gen.get() {
+            return false;
+        }
+        self.locked_gen.set(g);
+        let waiting: Vec<_> = self.locked.borrow_mut().drain(..).collect();
+        for (desc, inner) in waiting {
+            self.start(&desc, inner);
+        }
+        true
     }
 
     fn release_qos(self: &Rc<Self>) -> bool {
@@ -304,7 +452,8 @@ impl ChanCore {
         released
     }
 
-    fn finish(&self, inner: IoInner, status: IoStatus) {
+    /// Accounts and completes an I/O now (from a poller or message, never inside a submission).
+    pub(crate) fn finish(&self, inner: IoInner, status: IoStatus) {
         let t = inner.request.io_type();
         {
             let mut s = self.stats.borrow_mut();
@@ -312,7 +461,7 @@ impl ChanCore {
                 let ticks = env::now().as_nanos().saturating_sub(inner.start.as_nanos());
                 s.record(t, self.io_bytes(&inner.request), ticks);
             } else {
-                s.num_io_errors += 1;
+                s.record_error(status);
             }
         }
         (inner.cb)(IoCompletion {
@@ -326,7 +475,8 @@ impl Drop for ChanCore {
     fn drop(&mut self) {
         let pending = self.completions.get_mut().len()
             + self.nomem.get_mut().len()
-            + self.qos_queue.get_mut().len();
+            + self.qos_queue.get_mut().len()
+            + self.locked.get_mut().len();
         if pending > 0 {
             tracing::warn!(bdev = %self.bdev.props.name, pending, "bdev channel destroyed with queued I/O");
         }
@@ -475,12 +625,16 @@ impl BdevChannel {
         );
     }
 
-    /// Resets the bdev; I/O this channel holds back (QoS, no-memory retry) is aborted first.
+    /// Resets the bdev as SPDK does (see [`crate::reset`]): one reset per bdev at a time (a
+    /// second one waits and completes with the first one's status); every channel is frozen
+    /// (its held-back I/O aborted, new I/O aborted until the reset completes); then the module's
+    /// reset runs on this channel; then every channel is unfrozen and `cb` runs.
     pub fn reset(&self, cb: impl FnOnce(IoCompletion) + 'static) {
         self.submit(IoRequest::Reset, cb);
     }
 
-    /// Compares a block range with `bufs`.
+    /// Compares a block range with `bufs` ([`IoStatus::Miscompare`] when different); emulated
+    /// with a read when the module has no compare (see [`crate::compare`]).
     pub fn compare(
         &self,
         bufs: IoVecs,
@@ -498,7 +652,9 @@ impl BdevChannel {
         );
     }
 
-    /// Atomically compares a block range with `compare` and writes `write` if equal.
+    /// Atomically compares a block range with `compare` and writes `write` if equal; emulated
+    /// under an LBA range lock when the module has no compare-and-write (see
+    /// [`crate::compare`] for the lock's scope).
     pub fn compare_and_write(
         &self,
         compare: IoVecs,
@@ -545,6 +701,11 @@ impl BdevChannel {
     /// I/Os handed to the module and not yet completed.
     pub fn outstanding(&self) -> u64 {
         self.core.outstanding.get()
+    }
+
+    /// True while a bdev reset holds this channel frozen.
+    pub fn is_frozen(&self) -> bool {
+        self.core.frozen.get()
     }
 
     /// I/Os held back by QoS on this channel.

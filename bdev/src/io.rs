@@ -331,8 +331,11 @@ pub(crate) struct IoInner {
     pub(crate) request: IoRequest,
     pub(crate) cb: IoCallback,
     pub(crate) start: env::Ticks,
-    /// True once handed to the module (counted as outstanding).
+    /// True once handed to the module (counted as outstanding; a reset is not counted).
     pub(crate) dispatched: bool,
+    /// The LBA range lock this I/O belongs to (an emulated compare-and-write's own compare and
+    /// write pass its lock); 0 for none.
+    pub(crate) owner_lock: u64,
 }
 
 /// An I/O handed to a module's [`BdevOps::submit_request`](crate::module::BdevOps::submit_request).

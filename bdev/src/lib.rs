@@ -26,14 +26,17 @@
 
 mod bdev;
 mod channel;
+pub mod compare;
 mod desc;
 mod error;
 mod io;
 pub mod iovec;
 mod local;
 pub mod module;
+mod qd;
 pub mod qos;
 mod registry;
+pub mod reset;
 pub mod rpc;
 mod stats;
 
@@ -49,7 +52,7 @@ pub use crate::io::{BdevIo, InvalidIo, IoCallback, IoCompletion, IoRequest, IoSt
 pub use crate::iovec::{IoBufStorage, IoVec, IoVecs};
 pub use crate::qos::QosLimits;
 pub use crate::registry::BdevOpts;
-pub use crate::stats::IoStat;
+pub use crate::stats::{IoErrorStat, IoStat, QueueDepthStat, ResetStatMode};
 
 /// Initializes the registered modules (SPDK `spdk_bdev_initialize`); afterwards
 /// [`set_options`] is refused. A module whose init fails stops initialization with its error.

@@ -106,6 +106,11 @@ pub struct BdevProps {
     pub dif_is_head_of_md: bool,
     /// DIF PI format (0 = 16-bit guard).
     pub dif_pi_format: u32,
+    /// Seconds a bdev reset waits for outstanding I/O to drain before the module's reset is
+    /// submitted (SPDK `reset_io_drain_timeout`); 0 (SPDK's default) submits the module's reset
+    /// right after every channel is frozen. When the I/O drains in time the reset completes
+    /// successfully without reaching the module, as SPDK does.
+    pub reset_io_drain_timeout: u16,
 }
 
 impl BdevProps {
@@ -127,6 +132,7 @@ impl BdevProps {
             dif_type: 0,
             dif_is_head_of_md: false,
             dif_pi_format: 0,
+            reset_io_drain_timeout: 0,
         }
     }
 }

@@ -203,6 +203,7 @@ pub(crate) fn unregister(
             .map(|d| (d.event_cb.clone(), d.thread.clone()))
             .collect::<Vec<_>>()
     };
+    crate::qd::stop(&b);
     tracing::info!(bdev = %b.props.name, open_descs = events.len(), "bdev unregistering");
     for (cb, thread) in events {
         crate::desc::deliver_event(cb, thread, BdevEvent::Remove);

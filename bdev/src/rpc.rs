@@ -1,5 +1,6 @@
-//! The bdev layer's RPCs: `bdev_get_bdevs`, `bdev_get_iostat`, `bdev_set_options`,
-//! `bdev_set_qos_limit`, `bdev_wait_for_examine` (SPDK `lib/bdev/bdev_rpc.c`), with SPDK's
+//! The bdev layer's RPCs: `bdev_get_bdevs`, `bdev_get_iostat`, `bdev_reset_iostat`,
+//! `bdev_set_qd_sampling_period`, `bdev_set_options`, `bdev_set_qos_limit`,
+//! `bdev_wait_for_examine` (SPDK `lib/bdev/bdev_rpc.c`), with SPDK's
 //! parameter names, result shapes and errors.
 
 use std::cell::RefCell;
@@ -11,7 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::{Bdev, BdevError, BdevOpts, IoStat, QosLimits};
+use crate::{Bdev, BdevError, BdevOpts, IoStat, QosLimits, ResetStatMode};
 
 /// SPDK's answer when parameters do not decode (`SPDK_JSONRPC_ERROR_INTERNAL_ERROR`).
 pub const DECODE_FAILED: &str = "spdk_json_decode_object failed";
@@ -34,6 +35,12 @@ pub fn errno_error(e: &BdevError) -> RpcError {
 pub fn register_rpcs(reg: &RpcRegistry) {
     reg.register("bdev_get_bdevs", StateMask::RUNTIME, bdev_get_bdevs);
     reg.register("bdev_get_iostat", StateMask::RUNTIME, bdev_get_iostat);
+    reg.register("bdev_reset_iostat", StateMask::RUNTIME, bdev_reset_iostat);
+    reg.register(
+        "bdev_set_qd_sampling_period",
+        StateMask::RUNTIME,
+        bdev_set_qd_sampling_period,
+    );
     reg.register("bdev_set_options", StateMask::STARTUP, bdev_set_options);
     reg.register("bdev_set_qos_limit", StateMask::RUNTIME, bdev_set_qos_limit);
     // Modules examine a new bdev synchronously inside its registration, so by the time this
@@ -102,6 +109,12 @@ struct GetIostatParams {
     name: Option<String>,
     #[serde(default)]
     per_channel: bool,
+    #[serde(default = "reset_mode_none")]
+    reset_mode: ResetStatMode,
+}
+
+fn reset_mode_none() -> ResetStatMode {
+    ResetStatMode::None
 }
 
 fn bdev_get_iostat(req: Request) {
@@ -109,8 +122,11 @@ fn bdev_get_iostat(req: Request) {
         Ok(p) => p,
         Err(e) => return req.err(e),
     };
-    if p.per_channel {
-        return req.err(RpcError::invalid_params("per_channel is not supported"));
+    if p.per_channel && p.name.is_none() {
+        tracing::error!("Bdev name is required for per channel IO statistics");
+        return req.err(errno_error(&BdevError::InvalidArgument(
+            "per_channel needs a bdev name".into(),
+        )));
     }
     let bdevs = match p.name {
         Some(n) => match crate::get_by_name(&n) {
@@ -122,11 +138,41 @@ fn bdev_get_iostat(req: Request) {
         },
         None => crate::bdevs(),
     };
-    collect_iostat(bdevs, Vec::new(), req);
+    if p.per_channel {
+        return per_channel_iostat(&bdevs[0], p.reset_mode, req);
+    }
+    collect_iostat(bdevs, Vec::new(), p.reset_mode, req);
+}
+
+/// `bdev_get_iostat -c`: `{"tick_rate", "ticks", "name", "channels": [...]}` as SPDK.
+fn per_channel_iostat(b: &Bdev, mode: ResetStatMode, req: Request) {
+    let name = b.name().to_owned();
+    let ticks = env::now().as_nanos();
+    let slot = Rc::new(RefCell::new(Some(req)));
+    let s2 = Rc::clone(&slot);
+    let r = b.iostat_per_channel(mode, move |chans| {
+        if let Some(req) = s2.borrow_mut().take() {
+            let channels: Vec<Value> = chans
+                .iter()
+                .map(|(tid, s)| s.to_channel_json(*tid))
+                .collect();
+            req.ok(json!({
+                "tick_rate": env::time::TICK_RATE,
+                "ticks": ticks,
+                "name": name,
+                "channels": channels,
+            }));
+        }
+    });
+    if let Err(e) = r
+        && let Some(req) = slot.borrow_mut().take()
+    {
+        req.err(RpcError::internal(e.to_string()));
+    }
 }
 
 /// Gathers one bdev's stats after the other, then answers.
-fn collect_iostat(mut rest: Vec<Bdev>, acc: Vec<Value>, req: Request) {
+fn collect_iostat(mut rest: Vec<Bdev>, acc: Vec<Value>, mode: ResetStatMode, req: Request) {
     if rest.is_empty() {
         return req.ok(json!({
             "tick_rate": env::time::TICK_RATE,
@@ -136,18 +182,93 @@ fn collect_iostat(mut rest: Vec<Bdev>, acc: Vec<Value>, req: Request) {
     }
     let b = rest.remove(0);
     let name = b.name().to_owned();
+    let qd = b.queue_depth_stat();
     let slot = Rc::new(RefCell::new(Some((req, rest, acc))));
     let s2 = Rc::clone(&slot);
-    let r = b.iostat(move |s: IoStat| {
+    let r = b.iostat_and_reset(mode, move |s: IoStat| {
         if let Some((req, rest, mut acc)) = s2.borrow_mut().take() {
-            acc.push(s.to_json(&name));
-            collect_iostat(rest, acc, req);
+            acc.push(s.to_json(&name, qd));
+            collect_iostat(rest, acc, mode, req);
         }
     });
     if let Err(e) = r
         && let Some((req, _, _)) = slot.borrow_mut().take()
     {
         req.err(RpcError::internal(e.to_string()));
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetIostatParams {
+    name: Option<String>,
+    #[serde(default)]
+    mode: ResetStatMode,
+}
+
+/// `bdev_reset_iostat`: clears the statistics of one bdev or all (`mode` `all` by default,
+/// `maxmin` the latency extrema, `none` nothing); answers `true`.
+fn bdev_reset_iostat(req: Request) {
+    let p: ResetIostatParams = match parse_params(&req) {
+        Ok(p) => p,
+        Err(e) => return req.err(e),
+    };
+    if p.mode == ResetStatMode::None {
+        tracing::info!("bdev_reset_iostat called with mode none, aborting operation");
+        return req.ok(true);
+    }
+    let bdevs = match p.name {
+        Some(n) => match crate::get_by_name(&n) {
+            Some(b) => vec![b],
+            None => {
+                tracing::error!(bdev = %n, "bdev_reset_iostat: bdev not found");
+                return req.err(errno_error(&BdevError::NotFound(n)));
+            }
+        },
+        None => crate::bdevs(),
+    };
+    reset_each(bdevs, p.mode, req);
+}
+
+fn reset_each(mut rest: Vec<Bdev>, mode: ResetStatMode, req: Request) {
+    if rest.is_empty() {
+        return req.ok(true);
+    }
+    let b = rest.remove(0);
+    let slot = Rc::new(RefCell::new(Some((req, rest))));
+    let s2 = Rc::clone(&slot);
+    let r = b.reset_iostat(mode, move || {
+        if let Some((req, rest)) = s2.borrow_mut().take() {
+            reset_each(rest, mode, req);
+        }
+    });
+    if let Err(e) = r
+        && let Some((req, _)) = slot.borrow_mut().take()
+    {
+        req.err(RpcError::internal(e.to_string()));
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QdSamplingParams {
+    name: String,
+    period: u64,
+}
+
+/// `bdev_set_qd_sampling_period`: `period` in microseconds, 0 stops sampling.
+fn bdev_set_qd_sampling_period(req: Request) {
+    let p: QdSamplingParams = match parse_params(&req) {
+        Ok(p) => p,
+        Err(e) => return req.err(e),
+    };
+    let Some(b) = crate::get_by_name(&p.name) else {
+        tracing::error!(bdev = %p.name, "bdev_set_qd_sampling_period: bdev not found");
+        return req.err(errno_error(&BdevError::NotFound(p.name)));
+    };
+    match b.set_qd_sampling_period(p.period) {
+        Ok(()) => req.ok(true),
+        Err(e) => req.err(errno_error(&e)),
     }
 }
 

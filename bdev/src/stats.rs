@@ -1,8 +1,123 @@
-//! Per-channel I/O statistics (SPDK `struct spdk_bdev_io_stat`), aggregated on request.
+//! Per-channel I/O statistics (SPDK `struct spdk_bdev_io_stat`), aggregated on request, and
+//! the `bdev_get_iostat` JSON shapes (SPDK `spdk_bdev_dump_io_stat_json`, `bdev_rpc.c`).
 
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 
-use crate::io::IoType;
+use crate::io::{IoStatus, IoType};
+
+/// What resetting statistics clears (SPDK `enum spdk_bdev_reset_stat_mode`; JSON `"all"`,
+/// `"maxmin"`, `"none"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetStatMode {
+    /// Every counter, latency extrema and error counts included.
+    #[default]
+    All,
+    /// Only the latency maxima and minima.
+    #[serde(rename = "maxmin")]
+    MaxMin,
+    /// Nothing.
+    None,
+}
+
+/// Failed I/Os by final status (SPDK `struct spdk_bdev_io_error_stat`, the `io_error` object of
+/// `bdev_get_iostat`). Only I/Os that were accepted and completed with an error count; requests
+/// the layer refused at submission ([`IoStatus::Invalid`], or [`IoStatus::Nomem`] for a full
+/// channel), which SPDK rejects with an errno before they exist, do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IoErrorStat {
+    /// Status `failed`.
+    pub failed: u64,
+    /// Status `nvme_error`.
+    pub nvme_error: u64,
+    /// Status `scsi_error` (no module here produces it; kept for the shape).
+    pub scsi_error: u64,
+    /// Status `nomem`.
+    pub nomem: u64,
+    /// Status `miscompare`.
+    pub miscompare: u64,
+    /// Status `first_fused_failed` (no module here produces it; kept for the shape).
+    pub first_fused_failed: u64,
+    /// Status `aborted`.
+    pub aborted: u64,
+    /// Status `aio_error` (no module here produces it; kept for the shape).
+    pub aio_error: u64,
+}
+
+impl IoErrorStat {
+    /// Counts one I/O that completed with `status`; success and the layer's refusals are not
+    /// errors here.
+    pub fn record(&mut self, status: IoStatus) {
+        match status {
+            IoStatus::Failed => self.failed += 1,
+            IoStatus::NvmeError { .. } => self.nvme_error += 1,
+            IoStatus::Miscompare => self.miscompare += 1,
+            IoStatus::Aborted => self.aborted += 1,
+            IoStatus::Success | IoStatus::Nomem | IoStatus::Invalid(_) => {}
+        }
+    }
+
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &IoErrorStat) {
+        for (a, b) in self.counts_mut().into_iter().zip(o.counts()) {
+            *a += b.1;
+        }
+    }
+
+    /// `(SPDK status name, count)` in SPDK's order (status -1 down to -8).
+    pub fn counts(&self) -> [(&'static str, u64); 8] {
+        [
+            ("failed", self.failed),
+            ("nvme_error", self.nvme_error),
+            ("scsi_error", self.scsi_error),
+            ("nomem", self.nomem),
+            ("miscompare", self.miscompare),
+            ("first_fused_failed", self.first_fused_failed),
+            ("aborted", self.aborted),
+            ("aio_error", self.aio_error),
+        ]
+    }
+
+    fn counts_mut(&mut self) -> [&mut u64; 8] {
+        [
+            &mut self.failed,
+            &mut self.nvme_error,
+            &mut self.scsi_error,
+            &mut self.nomem,
+            &mut self.miscompare,
+            &mut self.first_fused_failed,
+            &mut self.aborted,
+            &mut self.aio_error,
+        ]
+    }
+
+    /// The `io_error` object: only non-zero counts, keyed by SPDK's status names.
+    pub fn to_json(&self) -> Value {
+        let m: Map<String, Value> = self
+            .counts()
+            .into_iter()
+            .filter(|(_, n)| *n != 0)
+            .map(|(k, n)| (k.to_owned(), json!(n)))
+            .collect();
+        Value::Object(m)
+    }
+}
+
+/// Queue-depth sampling figures of a bdev (SPDK `bdev_set_qd_sampling_period`): present in
+/// `bdev_get_iostat` only while a sampling period is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepthStat {
+    /// Sampling period in microseconds (`queue_depth_polling_period`).
+    pub period_us: u64,
+    /// I/Os outstanding at the modules at the last sample, summed over channels
+    /// (`queue_depth`; `u64::MAX` before the first sample, as SPDK).
+    pub queue_depth: u64,
+    /// Microseconds of sampled periods with I/O outstanding (`io_time`).
+    pub io_time: u64,
+    /// Sum over sampled periods of period × queue depth (`weighted_io_time`).
+    pub weighted_io_time: u64,
+}
 
 /// Counters of one channel, or of a bdev once aggregated. Latencies are env ticks
 /// (nanoseconds; `bdev_get_iostat` reports `tick_rate` 1e9).
@@ -48,8 +163,10 @@ pub struct IoStat {
     pub max_copy_latency_ticks: u64,
     /// Smallest copy latency (`u64::MAX` until the first copy).
     pub min_copy_latency_ticks: u64,
-    /// I/Os that completed with an error status.
+    /// I/Os that completed with any status but success, the layer's own refusals included.
     pub num_io_errors: u64,
+    /// Errors by status, as SPDK counts them (`io_error`).
+    pub io_error: IoErrorStat,
 }
 
 impl Default for IoStat {
@@ -76,6 +193,7 @@ impl Default for IoStat {
             max_copy_latency_ticks: 0,
             min_copy_latency_ticks: u64::MAX,
             num_io_errors: 0,
+            io_error: IoErrorStat::default(),
         }
     }
 }
@@ -157,13 +275,39 @@ impl IoStat {
         self.max_copy_latency_ticks = self.max_copy_latency_ticks.max(o.max_copy_latency_ticks);
         self.min_copy_latency_ticks = self.min_copy_latency_ticks.min(o.min_copy_latency_ticks);
         self.num_io_errors += o.num_io_errors;
+        self.io_error.add(&o.io_error);
     }
 
-    /// The `bdev_get_iostat` entry for bdev `name` (SPDK's keys; minima never seen are 0).
-    pub fn to_json(&self, name: &str) -> Value {
+    /// Accounts one I/O that completed with an error `status`.
+    pub fn record_error(&mut self, status: IoStatus) {
+        self.num_io_errors += 1;
+        self.io_error.record(status);
+    }
+
+    /// Clears what `mode` says (SPDK `spdk_bdev_reset_io_stat`): `MaxMin` the latency extrema,
+    /// `All` everything.
+    pub fn reset(&mut self, mode: ResetStatMode) {
+        match mode {
+            ResetStatMode::None => {}
+            ResetStatMode::MaxMin => {
+                let d = IoStat::default();
+                self.max_read_latency_ticks = d.max_read_latency_ticks;
+                self.min_read_latency_ticks = d.min_read_latency_ticks;
+                self.max_write_latency_ticks = d.max_write_latency_ticks;
+                self.min_write_latency_ticks = d.min_write_latency_ticks;
+                self.max_unmap_latency_ticks = d.max_unmap_latency_ticks;
+                self.min_unmap_latency_ticks = d.min_unmap_latency_ticks;
+                self.max_copy_latency_ticks = d.max_copy_latency_ticks;
+                self.min_copy_latency_ticks = d.min_copy_latency_ticks;
+            }
+            ResetStatMode::All => *self = IoStat::default(),
+        }
+    }
+
+    /// The counters as SPDK's `spdk_bdev_dump_io_stat_json` writes them (no `io_error`).
+    fn counters_json(&self) -> Map<String, Value> {
         let min = |v: u64| if v == u64::MAX { 0 } else { v };
-        json!({
-            "name": name,
+        let v = json!({
             "bytes_read": self.bytes_read,
             "num_read_ops": self.num_read_ops,
             "bytes_written": self.bytes_written,
@@ -184,12 +328,37 @@ impl IoStat {
             "copy_latency_ticks": self.copy_latency_ticks,
             "max_copy_latency_ticks": self.max_copy_latency_ticks,
             "min_copy_latency_ticks": min(self.min_copy_latency_ticks),
-            "io_error": {},
-            "queue_depth_polling_period": 0,
-            "queue_depth": 0,
-            "io_time": 0,
-            "weighted_io_time": 0,
-        })
+        });
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    /// One entry of `bdev_get_iostat -c` (`channels[]`): `thread_id` then the counters;
+    /// SPDK writes no `io_error` per channel.
+    pub fn to_channel_json(&self, thread_id: u64) -> Value {
+        let mut m = Map::new();
+        m.insert("thread_id".into(), json!(thread_id));
+        m.extend(self.counters_json());
+        Value::Object(m)
+    }
+
+    /// The `bdev_get_iostat` entry for bdev `name` with SPDK's keys: the counters (minima
+    /// never seen are 0), `io_error`, and the queue-depth keys when `qd` is given (SPDK writes
+    /// them only while a sampling period is set).
+    pub fn to_json(&self, name: &str, qd: Option<QueueDepthStat>) -> Value {
+        let mut m = Map::new();
+        m.insert("name".into(), json!(name));
+        m.extend(self.counters_json());
+        m.insert("io_error".into(), self.io_error.to_json());
+        if let Some(q) = qd {
+            m.insert("queue_depth_polling_period".into(), json!(q.period_us));
+            m.insert("queue_depth".into(), json!(q.queue_depth));
+            m.insert("io_time".into(), json!(q.io_time));
+            m.insert("weighted_io_time".into(), json!(q.weighted_io_time));
+        }
+        Value::Object(m)
     }
 }
 
@@ -214,8 +383,71 @@ mod tests {
         assert_eq!(a.min_read_latency_ticks, 5);
         assert_eq!(a.bytes_written, 2048);
         assert_eq!(a.num_write_ops, 1);
-        let j = a.to_json("x");
+        let j = a.to_json("x", None);
         assert_eq!(j["min_unmap_latency_ticks"], 0);
         assert_eq!(j["min_write_latency_ticks"], 7);
+        assert_eq!(j["io_error"], json!({}));
+        assert!(j.get("queue_depth").is_none());
+    }
+
+    #[test]
+    fn io_error_counts_statuses_by_spdk_name_and_skips_refusals() {
+        let mut a = IoStat::default();
+        a.record_error(IoStatus::Failed);
+        a.record_error(IoStatus::Miscompare);
+        a.record_error(IoStatus::Miscompare);
+        a.record_error(IoStatus::NvmeError {
+            sct: 0,
+            sc: 2,
+            cdw0: 0,
+        });
+        a.record_error(IoStatus::Aborted);
+        a.record_error(IoStatus::Invalid(crate::InvalidIo::OutOfRange));
+        a.record_error(IoStatus::Nomem);
+        assert_eq!(a.num_io_errors, 7);
+        let mut b = IoStat::default();
+        b.add(&a);
+        b.add(&a);
+        let j = b.to_json(
+            "d",
+            Some(QueueDepthStat {
+                period_us: 1000,
+                queue_depth: 3,
+                io_time: 4000,
+                weighted_io_time: 9000,
+            }),
+        );
+        assert_eq!(
+            j["io_error"],
+            json!({"failed": 2, "nvme_error": 2, "miscompare": 4, "aborted": 2})
+        );
+        assert_eq!(j["queue_depth_polling_period"], 1000);
+        assert_eq!(j["queue_depth"], 3);
+        assert_eq!(j["io_time"], 4000);
+        assert_eq!(j["weighted_io_time"], 9000);
+    }
+
+    #[test]
+    fn reset_modes_clear_what_spdk_clears() {
+        let mut a = IoStat::default();
+        a.record(IoType::Read, 512, 9);
+        a.record(IoType::Write, 1024, 4);
+        a.record_error(IoStatus::Failed);
+        let before = a;
+        a.reset(ResetStatMode::None);
+        assert_eq!(a, before);
+        a.reset(ResetStatMode::MaxMin);
+        assert_eq!(a.num_read_ops, 1);
+        assert_eq!(a.read_latency_ticks, 9);
+        assert_eq!(a.max_read_latency_ticks, 0);
+        assert_eq!(a.min_read_latency_ticks, u64::MAX);
+        assert_eq!(a.min_write_latency_ticks, u64::MAX);
+        assert_eq!(a.io_error.failed, 1);
+        a.reset(ResetStatMode::All);
+        assert_eq!(a, IoStat::default());
+        let c = before.to_channel_json(7);
+        assert_eq!(c["thread_id"], 7);
+        assert_eq!(c["bytes_written"], 1024);
+        assert!(c.get("io_error").is_none() && c.get("name").is_none());
     }
 }
