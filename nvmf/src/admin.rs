@@ -1,8 +1,8 @@
 //! Admin commands of I/O and discovery controllers (SPDK `nvmf_ctrlr_process_admin_cmd`).
 
 use crate::ctrlr::{
-    AEC_DISCOVERY_LOG_CHANGE, AEC_NS_ATTR, Ctrlr, KAS_UNIT_MS, LID_CHANGED_NS_LIST, LID_DISCOVERY,
-    LID_RESERVATION_NOTIFICATION, MAX_AERS, RESV_MASK_BITS,
+    AEC_ANA_CHANGE, AEC_DISCOVERY_LOG_CHANGE, AEC_NS_ATTR, Ctrlr, KAS_UNIT_MS, LID_CHANGED_NS_LIST,
+    LID_DISCOVERY, LID_RESERVATION_NOTIFICATION, MAX_AERS, RESV_MASK_BITS,
 };
 use crate::discovery;
 use crate::poll_group::{AbortTarget, PgInner};
@@ -29,15 +29,19 @@ pub const IEEE_OUI: [u8; 3] = [0xe4, 0xd2, 0x5c];
 pub const ELPE: u8 = 127;
 /// ANA transition time in seconds (SPDK `ANA_TRANSITION_TIME_IN_SEC`).
 pub const ANATT: u8 = 10;
-/// ANA state Optimized (NVMe Base 2.0, 8.1.3).
-const ANA_OPTIMIZED: u8 = 0x01;
-
 /// The ANA log page (NVMe Base 2.0, 5.16.1.13): header CHGCNT @0, NGRPS @8, then per group
-/// ANAGRPID, NNSID, CHGCNT, state, 15 reserved bytes and (unless RGO) the NSIDs. Every
-/// group is reported Optimized: per-listener ANA states are not kept yet. Only namespaces
-/// visible to `hostnqn` are listed (SPDK lists every namespace here; masking would leak the
-/// NSIDs of hidden namespaces), and groups with none of them are left out.
-fn ana_page(snap: &SubsysSnap, hostnqn: &str, genctr: u64, rgo: bool) -> Vec<u8> {
+/// ANAGRPID, NNSID, CHGCNT, state, 15 reserved bytes and (unless RGO) the NSIDs. Each
+/// group's state is the one of the listener the controller connected through (`listen`).
+/// Only namespaces visible to `hostnqn` are listed (SPDK lists every namespace here;
+/// masking would leak the NSIDs of hidden namespaces), and groups with none of them are
+/// left out.
+fn ana_page(
+    snap: &SubsysSnap,
+    hostnqn: &str,
+    listen: Option<&crate::transport::ListenAddr>,
+    genctr: u64,
+    rgo: bool,
+) -> Vec<u8> {
     let mut groups: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
     for ns in snap.namespaces.values().filter(|ns| ns.visible_to(hostnqn)) {
         groups.entry(ns.anagrpid).or_default().push(ns.nsid);
@@ -51,7 +55,7 @@ fn ana_page(snap: &SubsysSnap, hostnqn: &str, genctr: u64, rgo: bool) -> Vec<u8>
         let n = if rgo { 0 } else { nsids.len() as u32 };
         page.extend_from_slice(&n.to_le_bytes());
         page.extend_from_slice(&genctr.to_le_bytes());
-        page.push(ANA_OPTIMIZED);
+        page.push(snap.ana_state(listen, g).code());
         page.extend_from_slice(&[0; 15]);
         if !rgo {
             for n in nsids {
@@ -334,7 +338,7 @@ fn identify(pg: &Rc<PgInner>, ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -
             }
             // An inactive (or invisible) NSID in range: success with zeroed data.
             if let Some(ns) = snap.visible_ns(host, nsid) {
-                buf.copy_from_slice(identify_ns(ns, snap).as_bytes());
+                buf.copy_from_slice(identify_ns(ns, snap, ctrlr).as_bytes());
             }
         }
         Cns::ACTIVE_NS_LIST | Cns::ACTIVE_NS_LIST_IOCS => {
@@ -507,7 +511,11 @@ pub(crate) fn identify_ctrlr(
     c
 }
 
-fn identify_ns(ns: &crate::subsystem::Namespace, snap: &SubsysSnap) -> IdentifyNamespace {
+fn identify_ns(
+    ns: &crate::subsystem::Namespace,
+    snap: &SubsysSnap,
+    ctrlr: &Ctrlr,
+) -> IdentifyNamespace {
     use zerocopy::FromZeros;
     let b = ns.desc.bdev();
     let mut n = IdentifyNamespace::new_zeroed();
@@ -537,6 +545,11 @@ fn identify_ns(ns: &crate::subsystem::Namespace, snap: &SubsysSnap) -> IdentifyN
     }
     if snap.ana_reporting {
         n.anagrpid = ns.anagrpid.into();
+        // SPDK `nvmf_ctrlr_identify_ns`: NUSE 0 on a path where the group is inaccessible.
+        let state = snap.ana_state(ctrlr.shared.listen.as_ref(), ns.anagrpid);
+        if state == crate::subsystem::AnaState::Inaccessible {
+            n.nuse = 0.into();
+        }
     }
     n
 }
@@ -601,7 +614,16 @@ fn get_log_page(
         }
         lid::ANA if snap.ana_reporting => {
             let rgo = (cdw10 >> 8) & 0x1 != 0;
-            let page = ana_page(snap, &ctrlr.shared.hostnqn, pg.genctr(), rgo);
+            let page = ana_page(
+                snap,
+                &ctrlr.shared.hostnqn,
+                ctrlr.shared.listen.as_ref(),
+                pg.genctr(),
+                rgo,
+            );
+            if !rae {
+                ctrlr.ana_notice_masked.set(false);
+            }
             page_reply(&page, offset, len)
         }
         LID_RESERVATION_NOTIFICATION => reservation_log(ctrlr, offset, len, rae),
@@ -839,7 +861,7 @@ fn set_features(ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Reply {
             let allowed = if ctrlr.discovery {
                 AEC_DISCOVERY_LOG_CHANGE
             } else {
-                AEC_NS_ATTR | 0xff
+                AEC_NS_ATTR | AEC_ANA_CHANGE | 0xff
             };
             feat.async_event_configuration = cdw11 & allowed;
         }

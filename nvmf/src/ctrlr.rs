@@ -10,7 +10,7 @@ use crate::poll_group::PgInner;
 use crate::qpair::{QpairInner, Reply};
 use crate::request::Request;
 use crate::subsystem::SubsysSnap;
-use crate::transport::TransportOpts;
+use crate::transport::{ListenAddr, TransportOpts};
 use env::Ticks;
 use nvme::spec::fabrics::{
     CNTLID_DYNAMIC, CONNECT_DATA_SIZE, ConnectCmd, ConnectData, InvalidParam, PropertyGetCmd,
@@ -85,6 +85,9 @@ pub(crate) struct CtrlrShared {
     pub epoch: std::sync::atomic::AtomicU64,
     pub failed: AtomicBool,
     pub max_qpairs: u32,
+    /// The listener the admin queue connected through (ANA states), when the transport
+    /// recorded it.
+    pub listen: Option<ListenAddr>,
 }
 
 impl CtrlrShared {
@@ -154,6 +157,10 @@ pub(crate) struct Ctrlr {
     /// Reservation Notification Mask of the namespaces without their own (set with NSID
     /// FFFFFFFFh).
     pub resv_mask_all: Cell<u32>,
+    /// ANA state of every group as this controller last saw it (change detection).
+    pub known_ana: RefCell<Vec<crate::subsystem::AnaState>>,
+    /// ANA change notice masked until the ANA log is read with RAE=0.
+    pub ana_notice_masked: Cell<bool>,
     pub opts: Arc<TransportOpts>,
 }
 
@@ -169,6 +176,12 @@ pub(crate) const AER_NOTICE_NS_ATTR_CHANGED: u8 = 0x00;
 pub(crate) const AER_NOTICE_DISCOVERY_LOG_CHANGE: u8 = 0xf0;
 /// AEC bit: namespace attribute notices.
 pub(crate) const AEC_NS_ATTR: u32 = 1 << 8;
+/// AEC bit: ANA change notices.
+pub(crate) const AEC_ANA_CHANGE: u32 = 1 << 11;
+/// Notice: asymmetric namespace access change.
+pub(crate) const AER_NOTICE_ANA_CHANGE: u8 = 0x03;
+/// Log page: asymmetric namespace access.
+pub(crate) const LID_ANA: u8 = 0x0c;
 /// AEC bit: discovery log change notices.
 pub(crate) const AEC_DISCOVERY_LOG_CHANGE: u32 = 1 << 31;
 /// Log page: changed namespace list.
@@ -253,6 +266,24 @@ impl Ctrlr {
                 AER_NOTICE_NS_ATTR_CHANGED,
                 LID_CHANGED_NS_LIST,
             ));
+        }
+    }
+
+    /// Raises the ANA change notice (NVMe Base 2.0, 8.1.4; SPDK
+    /// `nvmf_ctrlr_async_event_ana_change_notice`) when a subsystem update changed the ANA
+    /// state of a group on this controller's listener; masked until the ANA log is read
+    /// with RAE=0.
+    pub fn ana_changed(&self, snap: &SubsysSnap) {
+        let now = snap.ana_states(self.shared.listen.as_ref());
+        if *self.known_ana.borrow() == now {
+            return;
+        }
+        *self.known_ana.borrow_mut() = now;
+        let aec = self.feat.borrow().async_event_configuration;
+        tracing::info!(cntlid = self.shared.cntlid, "ANA state changed");
+        if aec & AEC_ANA_CHANGE != 0 && !self.ana_notice_masked.get() {
+            self.ana_notice_masked.set(true);
+            self.queue_event(aen_dw0(AER_TYPE_NOTICE, AER_NOTICE_ANA_CHANGE, LID_ANA));
         }
     }
 
@@ -613,6 +644,7 @@ fn connect_admin(
             epoch: std::sync::atomic::AtomicU64::new(0),
             failed: AtomicBool::new(false),
             max_qpairs: opts.max_qpairs_per_ctrlr(),
+            listen: qp.listen.borrow().clone(),
         });
         table.map.insert(id, shared);
         id
@@ -634,7 +666,13 @@ fn connect_admin(
     } else {
         host_kato.div_ceil(kas * KAS_UNIT_MS) * kas * KAS_UNIT_MS
     };
-    let mut aec = AEC_NS_ATTR;
+    // SPDK enables ANA change notices by default when the subsystem reports ANA.
+    let mut aec = AEC_NS_ATTR
+        | if snap.ana_reporting {
+            AEC_ANA_CHANGE
+        } else {
+            0
+        };
     let discovery = snap.is_discovery();
     if discovery {
         if kato == 0 {
@@ -690,6 +728,8 @@ fn connect_admin(
         resv_notice_masked: Cell::new(false),
         resv_masks: RefCell::new(BTreeMap::new()),
         resv_mask_all: Cell::new(0),
+        known_ana: RefCell::new(snap.ana_states(shared.listen.as_ref())),
+        ana_notice_masked: Cell::new(false),
         opts,
     });
     qp.qid.set(0);
@@ -825,6 +865,7 @@ mod tests {
             epoch: std::sync::atomic::AtomicU64::new(0),
             failed: AtomicBool::new(false),
             max_qpairs: 128,
+            listen: None,
         })
     }
 

@@ -172,6 +172,24 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
         );
         return Some(st(GenericStatus::INVALID_NAMESPACE_OR_FORMAT));
     };
+    // ANA (SPDK `nvmf_ctrlr_process_io_cmd`): a group inaccessible through this
+    // controller's listener fails the command with a path status, the bdev is never reached;
+    // Non-Optimized serves I/O.
+    if let Some(snap) = pg.subsystem_for(q)
+        && snap.ana_reporting
+        && snap.ana_state(shared.listen.as_ref(), ns.anagrpid)
+            == crate::subsystem::AnaState::Inaccessible
+    {
+        tracing::debug!(
+            nsid,
+            anagrpid = ns.anagrpid,
+            cntlid = shared.cntlid,
+            "I/O on an ANA inaccessible path"
+        );
+        return Some(Reply::status(
+            nvme::spec::PathStatus::ASYMMETRIC_ACCESS_INACCESSIBLE.into(),
+        ));
+    }
     let opc = req.sqe.nvm_opcode();
     // Reservations: checked against this poll group's snapshot, no lock (SPDK
     // `nvmf_ns_reservation_request_check`); a refused command never reaches the bdev.

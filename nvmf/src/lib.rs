@@ -41,7 +41,7 @@ pub use poll_group::PollGroupRef;
 pub use qpair::{Qpair, QpairState};
 pub use request::{DataBuf, IoVec, Request, RequestState, Response};
 pub use rpc::{NvmfSubsystem, config_json, register_rpcs};
-pub use subsystem::{Listener, Namespace, SubType, Subsystem, SubsystemState};
+pub use subsystem::{AnaState, Listener, Namespace, SubType, Subsystem, SubsystemState};
 pub use target::{AdminCmdPassthru, NsOpts, Referral, Target, TargetOpts};
 pub use transport::{
     AdrFam, DiscoverInfo, ListenAddr, PollGroupBuilder, TrType, Transport, TransportOpts,

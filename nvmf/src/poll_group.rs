@@ -580,7 +580,10 @@ impl PgInner {
         for c in self.ctrlrs() {
             match snap.subsystems.iter().find(|s| s.nqn == c.subnqn) {
                 Some(_) if c.discovery => c.discovery_changed(snap.genctr),
-                Some(s) => c.namespaces_changed(s),
+                Some(s) => {
+                    c.namespaces_changed(s);
+                    c.ana_changed(s);
+                }
                 None => {
                     tracing::info!(
                         cntlid = c.shared.cntlid,

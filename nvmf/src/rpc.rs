@@ -6,7 +6,7 @@
 
 use crate::NvmfError;
 use crate::poll_group;
-use crate::subsystem::{SubType, Subsystem};
+use crate::subsystem::{AnaState, SubType, Subsystem};
 use crate::target::{AdminCmdPassthru, Referral, Target};
 use crate::transport::{ListenAddr, TransportOpts};
 use rpc::{Request, RpcError, RpcRegistry, StateMask};
@@ -176,6 +176,20 @@ struct ListenerParams {
     sock_impl: Option<String>,
     #[serde(default)]
     numa_id: Option<i32>,
+}
+
+/// `nvmf_subsystem_listener_set_ana_state` parameters (SPDK
+/// `nvmf_rpc_set_ana_state_decoder`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetAnaStateParams {
+    nqn: String,
+    listen_address: ListenAddr,
+    ana_state: String,
+    #[serde(default)]
+    tgt_name: Option<String>,
+    #[serde(default)]
+    anagrpid: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -385,6 +399,12 @@ pub fn register_rpcs(reg: &RpcRegistry, tgt: &Target) {
     );
     let t = tgt.clone();
     reg.register_typed(
+        "nvmf_subsystem_listener_set_ana_state",
+        StateMask::RUNTIME,
+        move |p: SetAnaStateParams, r| set_ana_state(&t, p, r),
+    );
+    let t = tgt.clone();
+    reg.register_typed(
         "nvmf_subsystem_get_listeners",
         StateMask::RUNTIME,
         move |p: NqnParams, r| {
@@ -398,7 +418,9 @@ pub fn register_rpcs(reg: &RpcRegistry, tgt: &Target) {
                         let mut o = json!({"address": listen_json(&l.addr)});
                         if s.ana_reporting {
                             let states: Vec<Value> = (1..=s.max_nsid())
-                                .map(|g| json!({"ana_group": g, "ana_state": "optimized"}))
+                                .map(
+                                    |g| json!({"ana_group": g, "ana_state": l.ana_state(g).name()}),
+                                )
                                 .collect();
                             o["ana_states"] = Value::Array(states);
                         }
@@ -869,6 +891,46 @@ fn ns_visible(t: &Target, p: NsVisibleParams, visible: bool, r: Request) {
     }
 }
 
+/// `nvmf_subsystem_listener_set_ana_state` with SPDK 25.09's answers: an unknown target
+/// -32603 "Unable to find a target.", an unknown subsystem -32602 "Unable to find
+/// subsystem with NQN ...", a bad address or state name -32602 "Invalid parameters"; the
+/// checks of `spdk_nvmf_subsystem_set_ana_state` (ANA reporting off, ANAGRPID above
+/// `max_nsid`, no such listener) -32603 "error setting ANA state: -22". Answers true once
+/// every poll group has the new state (controllers on that listener got their ANA change
+/// notice).
+fn set_ana_state(t: &Target, p: SetAnaStateParams, r: Request) {
+    if let Some(n) = &p.tgt_name
+        && n != t.name()
+    {
+        tracing::error!(tgt_name = %n, "Unable to find a target object.");
+        return r.err(RpcError::internal("Unable to find a target."));
+    }
+    if t.with_subsystem(&p.nqn, |_| ()).is_err() {
+        tracing::error!(nqn = %p.nqn, "Unable to find subsystem");
+        return r.err(RpcError::invalid_params(format!(
+            "Unable to find subsystem with NQN {}",
+            p.nqn
+        )));
+    }
+    if p.listen_address.trsvcid.len() > 32 || p.listen_address.traddr.len() > 256 {
+        return r.err(invalid());
+    }
+    let Some(state) = AnaState::parse(&p.ana_state) else {
+        tracing::error!(ana_state = %p.ana_state, "invalid ANA state");
+        return r.err(invalid());
+    };
+    match t.set_ana_state(&p.nqn, &p.listen_address, state, p.anagrpid) {
+        Ok(_) => t.update(move || r.ok(true)),
+        Err(e) => {
+            tracing::error!(error = %e, "Unable to set ANA state.");
+            r.err(RpcError::internal(format!(
+                "error setting ANA state: {}",
+                e.errno()
+            )))
+        }
+    }
+}
+
 fn add_listener(t: &Target, p: ListenerParams, r: Request) {
     if let Err(e) = check_tgt(t, &p.tgt_name) {
         return r.err(e);
@@ -885,8 +947,16 @@ fn add_listener(t: &Target, p: ListenerParams, r: Request) {
             "Cannot establish secure channel, when 'allow_any_host' is set",
         ));
     }
-    let _ = (p.ana_state, p.sock_impl, p.numa_id);
-    match t.add_listener(&p.nqn, p.listen_address, p.secure_channel) {
+    let ana = match p.ana_state.as_deref().map(AnaState::parse) {
+        None => AnaState::Optimized,
+        Some(Some(a)) => a,
+        Some(None) => {
+            tracing::error!(ana_state = ?p.ana_state, "invalid ANA state");
+            return r.err(invalid());
+        }
+    };
+    let _ = (p.sock_impl, p.numa_id);
+    match t.add_listener_ext(&p.nqn, p.listen_address, p.secure_channel, ana) {
         Ok(()) => t.update(move || r.ok(true)),
         Err(e) => {
             tracing::error!(error = %e, "Unable to add listener");
@@ -1069,6 +1139,20 @@ pub fn config_json(t: &Target) -> Value {
                 "nvmf_subsystem_add_listener",
                 json!({"nqn": s.nqn, "listen_address": listen_json(&l.addr), "secure_channel": l.secure_channel}),
             ));
+        }
+        // ANA states other than Optimized, one call per group, after the listeners exist.
+        if s.ana_reporting {
+            for l in &s.listeners {
+                for (i, st) in l.ana_states.iter().enumerate() {
+                    if *st != AnaState::Optimized {
+                        out.push(entry(
+                            "nvmf_subsystem_listener_set_ana_state",
+                            json!({"nqn": s.nqn, "listen_address": listen_json(&l.addr),
+                                "ana_state": st.name(), "anagrpid": i + 1}),
+                        ));
+                    }
+                }
+            }
         }
     }
     Value::Array(out)

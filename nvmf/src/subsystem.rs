@@ -10,6 +10,12 @@
 //! namespaces its host sees once per configuration generation, so a hidden namespace is
 //! simply absent on the I/O path, and admin commands look namespaces up through the same
 //! rule.
+//!
+//! Asymmetric Namespace Access (subsystems with `ana_reporting`): every [`Listener`] keeps
+//! an [`AnaState`] per ANA group. A controller reads the states of the listener its admin
+//! queue connected through: the ANA log page, Identify Namespace NUSE, the I/O path (an
+//! Inaccessible group answers Path Related Status "Asymmetric Access Inaccessible") and
+//! the ANA change notice raised when an update changes one of them.
 
 use crate::NvmfError;
 use crate::ctrlr::CtrlrTable;
@@ -109,6 +115,50 @@ impl std::fmt::Debug for Namespace {
     }
 }
 
+/// Asymmetric Namespace Access states a listener reports per ANA group (NVMe Base 2.0,
+/// 8.1.3; the three SPDK's `nvmf_subsystem_listener_set_ana_state` accepts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AnaState {
+    /// Optimized (01h): the preferred path.
+    #[default]
+    Optimized,
+    /// Non-Optimized (02h): serves I/O, not preferred.
+    NonOptimized,
+    /// Inaccessible (03h): I/O fails with Asymmetric Access Inaccessible.
+    Inaccessible,
+}
+
+impl AnaState {
+    /// The state's code in the ANA log page.
+    pub fn code(self) -> u8 {
+        match self {
+            AnaState::Optimized => 0x01,
+            AnaState::NonOptimized => 0x02,
+            AnaState::Inaccessible => 0x03,
+        }
+    }
+
+    /// SPDK's name ("optimized", "non_optimized", "inaccessible").
+    pub fn name(self) -> &'static str {
+        match self {
+            AnaState::Optimized => "optimized",
+            AnaState::NonOptimized => "non_optimized",
+            AnaState::Inaccessible => "inaccessible",
+        }
+    }
+
+    /// Parses SPDK's name, ignoring case (SPDK `rpc_ana_state_parse`).
+    pub fn parse(s: &str) -> Option<AnaState> {
+        [
+            AnaState::Optimized,
+            AnaState::NonOptimized,
+            AnaState::Inaccessible,
+        ]
+        .into_iter()
+        .find(|a| a.name().eq_ignore_ascii_case(s))
+    }
+}
+
 /// A listener of a subsystem.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listener {
@@ -116,6 +166,20 @@ pub struct Listener {
     pub addr: ListenAddr,
     /// TLS required.
     pub secure_channel: bool,
+    /// ANA state of each ANA group (index = ANAGRPID - 1, `max_nsid` entries) for
+    /// controllers connected through this listener (SPDK `listener->ana_state`).
+    pub ana_states: Vec<AnaState>,
+}
+
+impl Listener {
+    /// The ANA state of group `anagrpid` on this listener (Optimized outside the table).
+    pub fn ana_state(&self, anagrpid: u32) -> AnaState {
+        anagrpid
+            .checked_sub(1)
+            .and_then(|i| self.ana_states.get(i as usize))
+            .copied()
+            .unwrap_or_default()
+    }
 }
 
 /// A subsystem's configuration (SPDK `spdk_nvmf_subsystem`), owned by the app thread.
@@ -252,6 +316,43 @@ impl Subsystem {
         Ok(())
     }
 
+    /// Sets the ANA state of group `anagrpid` (every group when 0) on the listener at
+    /// `addr` (SPDK `spdk_nvmf_subsystem_set_ana_state`): needs `ana_reporting`, an
+    /// `anagrpid` of at most `max_nsid` and an existing listener. True when a state changed.
+    pub fn set_ana_state(
+        &mut self,
+        addr: &ListenAddr,
+        state: AnaState,
+        anagrpid: u32,
+    ) -> Result<bool, NvmfError> {
+        if !self.ana_reporting {
+            return Err(NvmfError::InvalidParam(format!(
+                "ANA reporting is disabled on {}",
+                self.nqn
+            )));
+        }
+        let max = self.max_nsid();
+        if anagrpid > max {
+            return Err(NvmfError::InvalidParam(format!(
+                "ANA group ID {anagrpid} is more than maximum {max}"
+            )));
+        }
+        let l = self
+            .listeners
+            .iter_mut()
+            .find(|l| l.addr.same_as(addr))
+            .ok_or_else(|| NvmfError::InvalidParam(format!("Unable to find listener {addr}")))?;
+        l.ana_states.resize(max as usize, AnaState::default());
+        let mut changed = false;
+        for (i, s) in l.ana_states.iter_mut().enumerate() {
+            if (anagrpid == 0 || i + 1 == anagrpid as usize) && *s != state {
+                *s = state;
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
     /// Validates and sets the serial number (SPDK: at most 20 printable ASCII characters).
     pub fn set_sn(&mut self, sn: &str) -> Result<(), NvmfError> {
         check_ascii(sn, SN_MAX_LEN, "serial_number")?;
@@ -352,6 +453,29 @@ impl SubsysSnap {
 
     pub fn host_allowed(&self, hostnqn: &str) -> bool {
         self.allow_any_host || self.hosts.iter().any(|h| h == hostnqn)
+    }
+
+    /// ANA state of group `anagrpid` for a controller connected through `listen` (SPDK
+    /// `nvmf_ctrlr_get_ana_state`): Optimized without ANA reporting or when the transport
+    /// did not record the listen address; Inaccessible when that listener is gone.
+    pub fn ana_state(&self, listen: Option<&ListenAddr>, anagrpid: u32) -> AnaState {
+        if !self.ana_reporting {
+            return AnaState::Optimized;
+        }
+        let Some(addr) = listen else {
+            return AnaState::Optimized;
+        };
+        match self.listeners.iter().find(|(l, _)| l.addr.same_as(addr)) {
+            Some((l, _)) => l.ana_state(anagrpid),
+            None => AnaState::Inaccessible,
+        }
+    }
+
+    /// The ANA states of every group for a controller connected through `listen`.
+    pub fn ana_states(&self, listen: Option<&ListenAddr>) -> Vec<AnaState> {
+        (1..=self.max_nsid)
+            .map(|g| self.ana_state(listen, g))
+            .collect()
     }
 
     pub fn is_discovery(&self) -> bool {

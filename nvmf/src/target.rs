@@ -10,7 +10,7 @@
 use crate::NvmfError;
 use crate::poll_group::{self, PollGroupRef, ReferralSnap, TargetSnap};
 use crate::reservation::{HostId, Notice, ResvCommand};
-use crate::subsystem::{Listener, Namespace, SubType, Subsystem, SubsystemState};
+use crate::subsystem::{AnaState, Listener, Namespace, SubType, Subsystem, SubsystemState};
 use crate::transport::{AnyTransport, ListenAddr, Transport, TransportOpts};
 use env::{Poller, ThreadHandle};
 use nvme::spec::nqn::{DISCOVERY_NQN, validate_nqn};
@@ -866,6 +866,18 @@ impl Target {
         addr: ListenAddr,
         secure_channel: bool,
     ) -> Result<(), NvmfError> {
+        self.add_listener_ext(nqn, addr, secure_channel, AnaState::Optimized)
+    }
+
+    /// [`Target::add_listener`] with the initial ANA state of every group on the listener
+    /// (SPDK `nvmf_subsystem_add_listener` `ana_state`).
+    pub fn add_listener_ext(
+        &self,
+        nqn: &str,
+        addr: ListenAddr,
+        secure_channel: bool,
+        ana_state: AnaState,
+    ) -> Result<(), NvmfError> {
         let exists =
             self.with_subsystem(nqn, |s| s.listeners.iter().any(|l| l.addr.same_as(&addr)))?;
         if exists {
@@ -882,13 +894,32 @@ impl Target {
             t.listen(&addr)?;
         }
         self.with_subsystem(nqn, |s| {
+            let groups = s.max_nsid() as usize;
             s.listeners.push(Listener {
                 addr,
                 secure_channel,
+                ana_states: vec![ana_state; groups],
             })
         })?;
         self.bump_genctr();
         Ok(())
+    }
+
+    /// Sets the ANA state of group `anagrpid` (all groups when 0) on listener `addr` of
+    /// subsystem `nqn` (SPDK `spdk_nvmf_subsystem_set_ana_state`; see
+    /// [`Subsystem::set_ana_state`] for the checks). Controllers connected through that
+    /// listener see the new state, and get an ANA change notice, once [`Target::update`]
+    /// reached their poll groups. True when a state changed.
+    pub fn set_ana_state(
+        &self,
+        nqn: &str,
+        addr: &ListenAddr,
+        state: AnaState,
+        anagrpid: u32,
+    ) -> Result<bool, NvmfError> {
+        let changed = self.with_subsystem(nqn, |s| s.set_ana_state(addr, state, anagrpid))??;
+        tracing::info!(nqn, %addr, anagrpid, state = state.name(), changed, "ANA state set");
+        Ok(changed)
     }
 
     /// Removes a listener; the transport stops listening when no subsystem uses the address.
