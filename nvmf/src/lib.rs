@@ -42,7 +42,10 @@ pub use qpair::{Qpair, QpairState};
 pub use request::{DataBuf, IoVec, Request, RequestState, Response};
 pub use rpc::{NvmfSubsystem, config_json, register_rpcs};
 pub use subsystem::{AnaState, Listener, Namespace, SubType, Subsystem, SubsystemState};
-pub use target::{AdminCmdPassthru, NsOpts, Referral, Target, TargetOpts};
+pub use target::{
+    AdminCmdPassthru, DRAIN_CHECK_INTERVAL, DRAIN_WARN_INTERVAL, NsOpts, Referral, Target,
+    TargetOpts,
+};
 pub use transport::{
     AdrFam, DiscoverInfo, ListenAddr, PollGroupBuilder, TrType, Transport, TransportOpts,
     TransportPollGroup,

@@ -520,6 +520,16 @@ impl PgInner {
             .sum()
     }
 
+    /// I/O commands in flight on any namespace of subsystem `nqn` in this poll group (a
+    /// pause completes when there is none in any poll group).
+    pub fn inflight_of_subsystem(&self, nqn: &str) -> u32 {
+        self.live_qpairs()
+            .iter()
+            .filter(|q| *q.0.subnqn.borrow() == nqn)
+            .map(|q| q.0.inflight_total())
+            .sum()
+    }
+
     pub fn add_ctrlr(&self, c: Rc<Ctrlr>) {
         let mut s = self.stats.get();
         s.admin_qpairs += 1;

@@ -151,6 +151,11 @@ impl QpairInner {
         }
     }
 
+    /// I/O commands in flight on every namespace.
+    pub fn inflight_total(&self) -> u32 {
+        self.inflight.borrow().iter().map(|(_, c)| *c).sum()
+    }
+
     /// I/O commands in flight on namespace `nsid`.
     pub fn inflight_on(&self, nsid: u32) -> u32 {
         self.inflight

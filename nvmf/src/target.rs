@@ -273,6 +273,19 @@ pub(crate) fn app_call(tgt_id: u64, f: AppCall, reply: ThreadHandle, token: u64)
     }
 }
 
+/// Interval between two checks of a pausing subsystem's outstanding I/O.
+pub const DRAIN_CHECK_INTERVAL: Duration = Duration::from_millis(1);
+/// How often a pause still waiting for outstanding I/O logs a warning.
+pub const DRAIN_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A pause waiting for the I/O in flight on its subsystem.
+struct DrainWait {
+    nqn: String,
+    done: RefCell<Option<Box<dyn FnOnce()>>>,
+    poller: RefCell<Option<Poller>>,
+    next_warn: Cell<env::Ticks>,
+}
+
 /// A preempt-and-abort waiting for the preempted hosts' in-flight I/O on its namespace.
 struct PreemptWait {
     nqn: String,
@@ -960,9 +973,11 @@ impl Target {
         }
     }
 
-    /// Pauses subsystem `nqn`: new commands on its queues wait (SPDK
-    /// `spdk_nvmf_subsystem_pause`); `done` runs once every poll group applied it. Commands
-    /// already executing complete normally.
+    /// Pauses subsystem `nqn` (SPDK `spdk_nvmf_subsystem_pause`): new commands on its
+    /// queues wait until resume; `done` runs once every poll group applied the pause and
+    /// the I/O already executing on its namespaces completed (checked every
+    /// [`DRAIN_CHECK_INTERVAL`]; as SPDK there is no time limit, a warning is logged every
+    /// [`DRAIN_WARN_INTERVAL`] while I/O is still outstanding).
     pub fn pause_subsystem(
         &self,
         nqn: &str,
@@ -975,8 +990,71 @@ impl Target {
             }
             other => Err(NvmfError::Busy(format!("subsystem {nqn} is {other:?}"))),
         })??;
-        self.update(done);
+        let w = Rc::new(DrainWait {
+            nqn: nqn.to_string(),
+            done: RefCell::new(Some(Box::new(done))),
+            poller: RefCell::new(None),
+            next_warn: Cell::new(env::now() + DRAIN_WARN_INTERVAL),
+        });
+        let t = self.clone();
+        self.update(move || t.check_drained(w));
         Ok(())
+    }
+
+    /// Completes a pause once no poll group has I/O in flight on the subsystem; otherwise
+    /// checks again after [`DRAIN_CHECK_INTERVAL`].
+    fn check_drained(&self, w: Rc<DrainWait>) {
+        let tgt_id = self.0.id;
+        let total = Arc::new(AtomicU64::new(0));
+        let msgs = self
+            .0
+            .poll_groups
+            .borrow()
+            .iter()
+            .map(|th| {
+                let (nqn, total) = (w.nqn.clone(), total.clone());
+                let f: Box<dyn FnOnce() + Send> = Box::new(move || {
+                    let n = poll_group::with_pg(tgt_id, |pg| pg.inflight_of_subsystem(&nqn))
+                        .unwrap_or(0);
+                    total.fetch_add(u64::from(n), Ordering::AcqRel);
+                });
+                (th.clone(), f)
+            })
+            .collect();
+        let t = self.clone();
+        self.fan_out(msgs, move || {
+            let left = total.load(Ordering::Acquire);
+            if left == 0 {
+                tracing::info!(nqn = %w.nqn, "subsystem paused, outstanding I/O drained");
+                if let Some(d) = w.done.borrow_mut().take() {
+                    d();
+                }
+                return;
+            }
+            if env::now() >= w.next_warn.get() {
+                tracing::warn!(nqn = %w.nqn, left, "pause still waiting for outstanding I/O");
+                w.next_warn.set(env::now() + DRAIN_WARN_INTERVAL);
+            }
+            let (w2, t2) = (w.clone(), t.clone());
+            let poller = env::poller_register_periodic(
+                move || {
+                    // One shot: unregister, then check again.
+                    w2.poller.borrow_mut().take();
+                    t2.check_drained(w2.clone());
+                    env::PollStatus::Busy
+                },
+                DRAIN_CHECK_INTERVAL,
+            );
+            match poller {
+                Ok(p) => *w.poller.borrow_mut() = Some(p),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot wait for outstanding I/O; pause completes now");
+                    if let Some(d) = w.done.borrow_mut().take() {
+                        d();
+                    }
+                }
+            }
+        });
     }
 
     /// Resumes a paused subsystem; queued commands run (SPDK `spdk_nvmf_subsystem_resume`).
