@@ -47,6 +47,8 @@ pub(crate) struct ChanCore {
     locked: RefCell<VecDeque<(Arc<DescShared>, IoInner)>>,
     /// The lock generation `locked` was last tried at.
     locked_gen: Cell<u64>,
+    /// Block ranges of the writes at the module (or in the no-memory retry queue).
+    inflight_writes: RefCell<slab::Slab<(u64, u64)>>,
 }
 
 /// The env IoDevice channel of a bdev (`Err` if the module could not create its channel).
@@ -107,6 +109,7 @@ impl ChanCore {
             active_reset: RefCell::new(None),
             locked: RefCell::new(VecDeque::new()),
             locked_gen: Cell::new(0),
+            inflight_writes: RefCell::new(slab::Slab::new()),
         });
         let weak: Weak<ChanCore> = Rc::downgrade(&core);
         let poller = env::poller_register(move || match weak.upgrade() {
@@ -145,6 +148,23 @@ impl ChanCore {
     /// Ends a reset's freeze (SPDK `bdev_unfreeze_channel`).
     pub(crate) fn unfreeze(&self) {
         self.frozen.set(false);
+    }
+
+    /// True while a write into `[start, end)` is at the module, waits for its no-memory
+    /// retry, or is held back by QoS on this channel (what a new LBA range lock waits for,
+    /// SPDK `bdev_lock_lba_range_check_io`).
+    pub(crate) fn writes_overlap(&self, start: u64, end: u64) -> bool {
+        let overlaps = |(s, e): (u64, u64)| s < end && start < e;
+        self.inflight_writes
+            .borrow()
+            .iter()
+            .any(|(_, r)| overlaps(*r))
+            || self
+                .qos_queue
+                .borrow()
+                .iter()
+                .filter_map(|i| crate::compare::write_range(&i.request))
+                .any(overlaps)
     }
 
     pub(crate) fn queue_io_wait(&self, f: Box<dyn FnOnce()>) {
@@ -282,6 +302,7 @@ impl ChanCore {
             start: env::now(),
             dispatched: false,
             owner_lock: 0,
+            inflight: None,
         };
         self.submit_inner(desc, inner);
     }
@@ -345,6 +366,11 @@ impl ChanCore {
 
     fn dispatch(self: &Rc<Self>, mut inner: IoInner) {
         inner.dispatched = true;
+        if inner.inflight.is_none()
+            && let Some(range) = crate::compare::write_range(&inner.request)
+        {
+            inner.inflight = Some(self.inflight_writes.borrow_mut().insert(range));
+        }
         self.outstanding.set(self.outstanding.get() + 1);
         self.module_ch.submit(BdevIo::new(inner, Rc::clone(self)));
     }
@@ -454,6 +480,9 @@ impl ChanCore {
 
     /// Accounts and completes an I/O now (from a poller or message, never inside a submission).
     pub(crate) fn finish(&self, inner: IoInner, status: IoStatus) {
+        if let Some(k) = inner.inflight {
+            self.inflight_writes.borrow_mut().try_remove(k);
+        }
         let t = inner.request.io_type();
         {
             let mut s = self.stats.borrow_mut();

@@ -10,24 +10,32 @@
 //! (native or emulated), then, if equal, the write, then unlocks. Any compare outcome but
 //! success completes `Miscompare` (as SPDK); a failed write completes `Failed`.
 //!
-//! Lock scope: while the lock is held, writes (write, unmap, write zeroes, copy destination)
-//! that overlap the range on *any* channel of the bdev, and other emulated compare-and-writes
-//! overlapping it, wait and are resubmitted in order when it is released; reads are not held
-//! (SPDK's rule). Unlike SPDK, taking the lock does not wait for overlapping writes that were
-//! already at the module when the compare-and-write arrived: such writes are concurrent with
-//! it and may land before or after its compare. While any lock exists, each write takes the
-//! bdev's lock-list mutex once to check for overlap; with no lock held the check is one atomic
-//! load.
+//! Lock scope (SPDK `bdev_lock_lba_range`): the lock covers the whole bdev. Once taken, writes
+//! (write, unmap, write zeroes, copy destination) that overlap the range on *any* channel, and
+//! other emulated compare-and-writes overlapping it, wait and are resubmitted in order when it
+//! is released; reads are not held (SPDK's rule). Before the compare starts, the lock waits
+//! until no overlapping write submitted earlier is still at the module, waiting for a
+//! no-memory retry or held by QoS on any channel (rechecked every [`LOCK_CHECK_PERIOD`]).
+//! While any lock exists, each write takes the bdev's lock-list mutex once to check for
+//! overlap; with no lock held the check is one atomic load. Writes at the module are tracked
+//! per channel in a slab (one insert and one remove per write).
 
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::channel::ChanCore;
 use crate::desc::DescShared;
 use crate::io::{IoCallback, IoCompletion, IoInner, IoRequest, IoStatus};
 use crate::iovec::{IoVec, IoVecs};
+use crate::local::LocalCallback;
 use crate::registry::lock;
+
+/// How often a new range lock rechecks for overlapping writes still in flight (SPDK polls
+/// `bdev_lock_lba_range_check_io` every 100 us).
+pub const LOCK_CHECK_PERIOD: Duration = Duration::from_micros(100);
 
 static NEXT_LOCK_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -83,7 +91,7 @@ impl RangeLocks {
 }
 
 /// The block range a request writes, for the types SPDK holds behind a range lock.
-fn write_range(req: &IoRequest) -> Option<(u64, u64)> {
+pub(crate) fn write_range(req: &IoRequest) -> Option<(u64, u64)> {
     let (off, n) = match req {
         IoRequest::Write {
             offset_blocks,
@@ -137,6 +145,7 @@ fn submit_child(
             start: env::now(),
             dispatched: false,
             owner_lock,
+            inflight: None,
         },
     );
 }
@@ -246,8 +255,89 @@ pub(crate) fn emulate_compare_and_write(
     };
     let generation = core.bdev_arc().locks.generation();
     match core.bdev_arc().locks.try_lock(start, end) {
-        Some(id) => run_locked(core, desc, parent, id),
+        Some(id) => wait_drained(Locking {
+            core: Rc::clone(core),
+            desc: Arc::clone(desc),
+            parent,
+            id,
+            start,
+            end,
+        }),
         None => core.park_locked(desc, parent, generation),
+    }
+}
+
+/// A compare-and-write whose range lock is taken, waiting for overlapping writes that were
+/// already submitted to finish.
+struct Locking {
+    core: Rc<ChanCore>,
+    desc: Arc<DescShared>,
+    parent: IoInner,
+    id: u64,
+    start: u64,
+    end: u64,
+}
+
+/// Checks every channel for writes into the locked range submitted before the lock; runs the
+/// compare-and-write once there are none, rechecking every [`LOCK_CHECK_PERIOD`].
+fn wait_drained(l: Locking) {
+    let busy = Arc::new(AtomicBool::new(false));
+    let b2 = Arc::clone(&busy);
+    let (start, end) = (l.start, l.end);
+    let bdev = Arc::clone(l.core.bdev_arc());
+    let slot = Rc::new(RefCell::new(Some(l)));
+    let s2 = Rc::clone(&slot);
+    let next = LocalCallback::new(move |()| {
+        let Some(l) = s2.borrow_mut().take() else {
+            return;
+        };
+        if !busy.load(Ordering::Acquire) {
+            return run_locked(&l.core, &l.desc, l.parent, l.id);
+        }
+        recheck_later(l);
+    });
+    let next = match next {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "compare-and-write lock: not waiting for writes");
+            if let Some(l) = slot.borrow_mut().take() {
+                run_locked(&l.core, &l.desc, l.parent, l.id);
+            }
+            return;
+        }
+    };
+    env::for_each_channel(
+        &bdev,
+        move |ch| {
+            if ch.core().is_some_and(|c| c.writes_overlap(start, end)) {
+                b2.store(true, Ordering::Release);
+            }
+        },
+        move || next.call(()),
+    );
+}
+
+fn recheck_later(l: Locking) {
+    type Waiting = Rc<RefCell<Option<(Locking, Option<env::Poller>)>>>;
+    let waiting: Waiting = Rc::new(RefCell::new(None));
+    let w2 = Rc::clone(&waiting);
+    let poller = env::poller_register_periodic(
+        move || {
+            let taken = w2.borrow_mut().take();
+            if let Some((l, poller)) = taken {
+                drop(poller);
+                wait_drained(l);
+            }
+            env::PollStatus::Busy
+        },
+        LOCK_CHECK_PERIOD,
+    );
+    match poller {
+        Ok(p) => *waiting.borrow_mut() = Some((l, Some(p))),
+        Err(e) => {
+            tracing::error!(error = %e, "compare-and-write lock: cannot poll; not waiting for writes");
+            run_locked(&l.core, &l.desc, l.parent, l.id);
+        }
     }
 }
 

@@ -336,6 +336,9 @@ pub(crate) struct IoInner {
     /// The LBA range lock this I/O belongs to (an emulated compare-and-write's own compare and
     /// write pass its lock); 0 for none.
     pub(crate) owner_lock: u64,
+    /// Key in the channel's in-flight write table while a write is at the module or waiting
+    /// for its no-memory retry (what an LBA range lock waits for).
+    pub(crate) inflight: Option<usize>,
 }
 
 /// An I/O handed to a module's [`BdevOps::submit_request`](crate::module::BdevOps::submit_request).

@@ -456,11 +456,15 @@ fn compare_and_write_locks_its_range_on_every_channel() {
     assert_eq!(take_bufs(&r, 0).0, vec![0x10; BS]);
     assert_eq!(ch1.outstanding(), 0);
     // Release the first compare: it writes 0x20 and unlocks; then the waiting write (0x99)
-    // and the second compare-and-write (expects 0x20, finds 0x99 or 0x20) run in order.
+    // runs, and the second compare-and-write (expects 0x20) locks, waits for that write to
+    // complete, and finds 0x99.
     ops.execute(held().pop().unwrap());
     tt.poll_threads();
     assert_eq!(statuses(&c0), vec![IoStatus::Success]);
     assert_eq!(statuses(&w1), vec![IoStatus::Success, IoStatus::Success]);
+    assert!(c1.borrow().is_empty());
+    tt.advance_time(Duration::from_micros(100));
+    tt.poll_threads();
     assert_eq!(statuses(&c1), vec![IoStatus::Miscompare]);
     assert_eq!(ops.data.lock().unwrap()[8 * BS..9 * BS], [0x99; BS]);
     let writes: Vec<IoType> = ops.seen.lock().unwrap().clone();
@@ -682,4 +686,36 @@ fn queue_depth_sampling_reports_outstanding_io() {
         json!({"name": "sem_nosuch", "period": 10}),
     );
     assert_eq!(missing["error"]["code"], -19);
+}
+
+#[test]
+fn compare_and_write_waits_for_overlapping_writes_already_submitted() {
+    let tt = TestThreads::new(2);
+    let ops = mem("sem_caw_drain", 0);
+    fill(&ops, 3, 0x10);
+    let (_d, ch0, ch1) = two_channels(&tt, "sem_caw_drain");
+    // A write into block 3 is at the module (held) on Thread 1 before the compare-and-write.
+    ops.hold(&[IoType::Write]);
+    tt.set_current(1);
+    let w: Slot = Slot::default();
+    ch1.write(block(0x99), 3, 1, sink(&w));
+    tt.set_current(0);
+    let c: Slot = Slot::default();
+    ch0.compare_and_write(block(0x99), block(0x20), 3, 1, sink(&c));
+    tt.poll_threads();
+    tt.advance_time(Duration::from_micros(100));
+    tt.poll_threads();
+    // The compare has not started: its read would see 0x10 and the write would land between
+    // the compare and the compare-and-write's own write.
+    assert_eq!(ops.seen(IoType::Read), 0);
+    ops.hold(&[]);
+    ops.execute(held().pop().unwrap());
+    tt.poll_threads();
+    assert_eq!(statuses(&w), vec![IoStatus::Success]);
+    assert_eq!(ops.seen(IoType::Read), 0);
+    tt.advance_time(Duration::from_micros(100));
+    tt.poll_threads();
+    assert_eq!(ops.seen(IoType::Read), 1);
+    assert_eq!(statuses(&c), vec![IoStatus::Success]);
+    assert_eq!(ops.data.lock().unwrap()[3 * BS..4 * BS], [0x20; BS]);
 }
