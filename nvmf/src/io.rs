@@ -143,6 +143,21 @@ fn completer(q: &Rc<QpairInner>, cid: u16, nsid: u32) -> impl FnOnce(Reply) + 's
     }
 }
 
+/// A command refused before execution ends a fused first command waiting for its second:
+/// Failed Fused when the refused one is that second, Missing Fused otherwise.
+fn fail_waiting_fused(q: &Rc<QpairInner>, req: &Request) {
+    if req.sqe.fuse() != Fuse::First
+        && let Some(first) = q.fused.borrow_mut().take()
+    {
+        let s = if req.sqe.fuse() == Fuse::Second {
+            GenericStatus::ABORTED_FAILED_FUSED
+        } else {
+            GenericStatus::ABORTED_MISSING_FUSED
+        };
+        q.complete_async(first.sqe.cid(), st(s));
+    }
+}
+
 /// Executes an I/O command; None when it went to the bdev (answered later).
 pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option<Reply> {
     let shared = q.ctrlr.borrow().clone()?;
@@ -186,6 +201,7 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
             cntlid = shared.cntlid,
             "I/O on an ANA inaccessible path"
         );
+        fail_waiting_fused(q, &req);
         return Some(Reply::status(
             nvme::spec::PathStatus::ASYMMETRIC_ACCESS_INACCESSIBLE.into(),
         ));
@@ -200,16 +216,7 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
             cntlid = shared.cntlid,
             "Reservation Conflict"
         );
-        if req.sqe.fuse() != Fuse::First
-            && let Some(first) = q.fused.borrow_mut().take()
-        {
-            let s = if req.sqe.fuse() == Fuse::Second {
-                GenericStatus::ABORTED_FAILED_FUSED
-            } else {
-                GenericStatus::ABORTED_MISSING_FUSED
-            };
-            q.complete_async(first.sqe.cid(), st(s));
-        }
+        fail_waiting_fused(q, &req);
         return Some(Reply::status(GenericStatus::RESERVATION_CONFLICT.into()));
     }
     match opc {

@@ -358,3 +358,48 @@ fn set_ana_state_errors_as_spdk() {
     assert_eq!(l[1]["ana_states"][0]["ana_state"], json!("inaccessible"));
     assert_eq!(l[1]["ana_states"][31]["ana_state"], json!("inaccessible"));
 }
+
+fn fused(mut s: nvme::spec::Sqe, f: u8) -> nvme::spec::Sqe {
+    s.flags = (s.flags & !0x3) | f;
+    s
+}
+
+#[test]
+fn a_fused_pair_split_by_an_ana_change_fails_both_halves_without_writing() {
+    let (env, addr2) = ana_env();
+    let reg = rpc_registry(&env);
+    let a = connect_via(&env, &env.addr);
+    let b = connect_via(&env, &addr2);
+    // Compare (fused first) on the optimized path waits for its second half.
+    b.io.submit(fused(sqe(0x05, 40, 1, 0, 0, 0), 1), Some(vec![0; 512]), 512);
+    env.poll();
+    assert!(b.io.take_response().is_none());
+    assert_eq!(
+        set_state(&env, &reg, "4421", "inaccessible", 1).unwrap(),
+        json!(true)
+    );
+    // The write (fused second) now finds the group inaccessible: path error, and the
+    // waiting compare ends as Failed Fused; nothing is written.
+    b.io.submit(
+        fused(sqe(0x01, 41, 1, 0, 0, 0), 2),
+        Some(vec![0x77; 512]),
+        512,
+    );
+    env.poll();
+    let mut got = [
+        b.io.take_response().unwrap().0,
+        b.io.take_response().unwrap().0,
+    ];
+    got.sort_by_key(|c| c.cid.get());
+    assert_eq!(
+        (got[0].cid.get(), got[0].status()),
+        (
+            40,
+            Status::from(nvme::spec::GenericStatus::ABORTED_FAILED_FUSED).with_dnr()
+        )
+    );
+    assert_eq!((got[1].cid.get(), got[1].status()), (41, inaccessible()));
+    let (s, d) = read(&env, &a, 1);
+    assert_eq!(s, Status::SUCCESS);
+    assert_eq!(d.unwrap(), vec![0u8; 512]);
+}
