@@ -81,6 +81,22 @@ impl BdevShared {
     pub(crate) fn num_blocks(&self) -> u64 {
         self.num_blocks.load(Ordering::Acquire)
     }
+
+    /// True for the types the layer runs itself when the module lacks them (compare by a
+    /// read, compare-and-write by a compare and a write under a range lock).
+    pub(crate) fn emulated(&self, t: IoType) -> bool {
+        let has = |t: IoType| self.supported[t.index()];
+        if has(t) {
+            return false;
+        }
+        match t {
+            IoType::Compare => has(IoType::Read),
+            IoType::CompareAndWrite => {
+                has(IoType::Write) && (has(IoType::Compare) || has(IoType::Read))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A registered block device: a cheap `Send + Sync` handle (an `Arc`). Holding it does not
@@ -149,9 +165,17 @@ impl Bdev {
         self.0.num_blocks()
     }
 
-    /// Whether the bdev executes this I/O type.
+    /// Whether the module executes this I/O type (SPDK `spdk_bdev_io_type_supported`; what
+    /// `bdev_get_bdevs` lists in `supported_io_types`).
     pub fn io_type_supported(&self, t: IoType) -> bool {
         self.0.supported[t.index()]
+    }
+
+    /// Whether the layer accepts this I/O type on this bdev: the module executes it, or the
+    /// layer emulates it (compare and compare-and-write, see [`crate::compare`]). SPDK's nvmf
+    /// advertises compare and fused compare-and-write for every bdev on this basis.
+    pub fn accepts_io_type(&self, t: IoType) -> bool {
+        self.0.supported[t.index()] || self.0.emulated(t)
     }
 
     /// Volatile write cache present.

@@ -193,7 +193,7 @@ impl ChanCore {
 
     fn validate(&self, req: &IoRequest, writable: bool) -> Result<(), InvalidIo> {
         let t = req.io_type();
-        if !self.bdev.supported[t.index()] && !self.emulated(t) {
+        if !self.bdev.supported[t.index()] && !self.bdev.emulated(t) {
             return Err(InvalidIo::Unsupported);
         }
         if t.is_write() && !writable {
@@ -270,18 +270,6 @@ impl ChanCore {
                 in_range(*dst_offset_blocks, *num_blocks)
                     && in_range(*src_offset_blocks, *num_blocks),
             ),
-        }
-    }
-
-    /// True for the types the layer runs itself when the module lacks them.
-    fn emulated(&self, t: IoType) -> bool {
-        let has = |t: IoType| self.bdev.supported[t.index()];
-        match t {
-            IoType::Compare => has(IoType::Read),
-            IoType::CompareAndWrite => {
-                has(IoType::Write) && (has(IoType::Compare) || has(IoType::Read))
-            }
-            _ => false,
         }
     }
 

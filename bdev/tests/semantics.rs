@@ -336,6 +336,9 @@ fn compare_without_module_support_reads_and_compares() {
     tt.set_current(0);
     let d = open_ext("sem_cmp", false, |_| {}).unwrap();
     assert!(!d.bdev().io_type_supported(IoType::Compare));
+    assert!(d.bdev().accepts_io_type(IoType::Compare));
+    assert!(d.bdev().accepts_io_type(IoType::CompareAndWrite));
+    assert!(!d.bdev().accepts_io_type(IoType::Unmap));
     let ch = d.get_io_channel().unwrap();
     let s: Slot = Slot::default();
     // Two segments, equal data.
