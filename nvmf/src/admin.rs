@@ -165,6 +165,11 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
     let Some(snap) = pg.subsystem(&ctrlr.subnqn) else {
         return Some(Reply::status(GenericStatus::INTERNAL_DEVICE_ERROR.into()));
     };
+    if matches!(opc, AdminOpcode::GET_FEATURES | AdminOpcode::SET_FEATURES)
+        && let Some(r) = ana_feature_refusal(&ctrlr, &snap, &req)
+    {
+        return Some(r);
+    }
     match opc {
         AdminOpcode::IDENTIFY => Some(identify(pg, &ctrlr, &snap, &req)),
         AdminOpcode::GET_LOG_PAGE => Some(get_log_page(pg, &ctrlr, &snap, q, &req)),
@@ -197,6 +202,39 @@ pub(crate) fn exec(pg: &Rc<PgInner>, q: &Rc<QpairInner>, req: Request) -> Option
             Some(Reply::status(GenericStatus::INVALID_OPCODE.into()))
         }
     }
+}
+
+/// SPDK `nvmf_ctrlr_get_features` / `nvmf_ctrlr_set_features`: the namespace-scoped
+/// features Error Recovery, Write Atomicity and the two reservation features of a
+/// namespace whose ANA group is Inaccessible on this controller's listener answer Path
+/// Related Status Asymmetric Access Inaccessible.
+fn ana_feature_refusal(ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Option<Reply> {
+    let f = req.sqe.cdw10.get() as u8;
+    if ctrlr.discovery
+        || !snap.ana_reporting
+        || !matches!(
+            f,
+            fid::ERROR_RECOVERY
+                | fid::WRITE_ATOMICITY
+                | fid::RESERVATION_NOTIFICATION_MASK
+                | fid::RESERVATION_PERSISTENCE
+        )
+    {
+        return None;
+    }
+    let ns = snap.visible_ns(&ctrlr.shared.hostnqn, req.sqe.nsid())?;
+    let state = snap.ana_state(ctrlr.shared.listen.as_ref(), ns.anagrpid);
+    if state != crate::subsystem::AnaState::Inaccessible {
+        return None;
+    }
+    tracing::error!(
+        fid = f,
+        nsid = ns.nsid,
+        "Get/Set Features of a namespace on an ANA inaccessible path"
+    );
+    Some(Reply::status(
+        nvme::spec::PathStatus::ASYMMETRIC_ACCESS_INACCESSIBLE.into(),
+    ))
 }
 
 /// Set Features Reservation Persistence (SPDK

@@ -197,6 +197,16 @@ fn each_listener_reports_its_own_ana_state_to_its_controllers() {
     );
     assert_eq!(nuse(&env, &b, 1), 0);
     assert_eq!(nuse(&env, &a, 1), 1024);
+    // Namespace-scoped features of the inaccessible namespace: path status too (SPDK);
+    // Reservation Persistence of NSID 1 on the optimized path is answered.
+    let (c, _) = env.cmd(&b.admin, sqe(0x0a, 0x32, 1, 0x83, 0, 0), None, 0);
+    assert_eq!(c.status(), inaccessible());
+    let (c, _) = env.cmd(&b.admin, sqe(0x09, 0x33, 1, 0x82, 0, 0), None, 0);
+    assert_eq!(c.status(), inaccessible());
+    let (c, _) = env.cmd(&b.admin, sqe(0x0a, 0x34, 2, 0x83, 0, 0), None, 0);
+    ok(&c);
+    let (c, _) = env.cmd(&a.admin, sqe(0x0a, 0x35, 1, 0x83, 0, 0), None, 0);
+    ok(&c);
     // The notice stays masked until the log is read with RAE=0: another change with RAE
     // set reads gives no event; after an RAE=0 read the next change raises one.
     b.admin.submit(sqe(0x0c, 0x51, 0, 0, 0, 0), None, 0);
