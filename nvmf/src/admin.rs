@@ -30,7 +30,8 @@ pub const ELPE: u8 = 127;
 /// ANA transition time in seconds (SPDK `ANA_TRANSITION_TIME_IN_SEC`).
 pub const ANATT: u8 = 10;
 /// The ANA log page (NVMe Base 2.0, 5.16.1.13): header CHGCNT @0, NGRPS @8, then per group
-/// ANAGRPID, NNSID, CHGCNT, state, 15 reserved bytes and (unless RGO) the NSIDs. Each
+/// ANAGRPID, NNSID, CHGCNT, state, 15 reserved bytes and (unless RGO) the NSIDs; both
+/// CHGCNT fields carry the subsystem's ANA change count (SPDK leaves them 0). Each
 /// group's state is the one of the listener the controller connected through (`listen`).
 /// Only namespaces visible to `hostnqn` are listed (SPDK lists every namespace here;
 /// masking would leak the NSIDs of hidden namespaces), and groups with none of them are
@@ -39,7 +40,7 @@ fn ana_page(
     snap: &SubsysSnap,
     hostnqn: &str,
     listen: Option<&crate::transport::ListenAddr>,
-    genctr: u64,
+    chgcnt: u64,
     rgo: bool,
 ) -> Vec<u8> {
     let mut groups: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
@@ -47,14 +48,14 @@ fn ana_page(
         groups.entry(ns.anagrpid).or_default().push(ns.nsid);
     }
     let mut page = Vec::new();
-    page.extend_from_slice(&genctr.to_le_bytes());
+    page.extend_from_slice(&chgcnt.to_le_bytes());
     page.extend_from_slice(&(groups.len() as u16).to_le_bytes());
     page.extend_from_slice(&[0; 6]);
     for (g, nsids) in groups {
         page.extend_from_slice(&g.to_le_bytes());
         let n = if rgo { 0 } else { nsids.len() as u32 };
         page.extend_from_slice(&n.to_le_bytes());
-        page.extend_from_slice(&genctr.to_le_bytes());
+        page.extend_from_slice(&chgcnt.to_le_bytes());
         page.push(snap.ana_state(listen, g).code());
         page.extend_from_slice(&[0; 15]);
         if !rgo {
@@ -656,7 +657,7 @@ fn get_log_page(
                 snap,
                 &ctrlr.shared.hostnqn,
                 ctrlr.shared.listen.as_ref(),
-                pg.genctr(),
+                snap.ana_change_count,
                 rgo,
             );
             if !rae {

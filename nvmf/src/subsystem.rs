@@ -211,6 +211,9 @@ pub struct Subsystem {
     pub namespaces: BTreeMap<u32, Namespace>,
     /// ANA reporting enabled.
     pub ana_reporting: bool,
+    /// ANA change count: incremented by every ANA state change on any listener (ANA log
+    /// page CHGCNT).
+    pub ana_change_count: u64,
     pub(crate) ctrlrs: Arc<Mutex<CtrlrTable>>,
 }
 
@@ -231,6 +234,7 @@ impl Subsystem {
             listeners: Vec::new(),
             namespaces: BTreeMap::new(),
             ana_reporting: false,
+            ana_change_count: 0,
             ctrlrs: Arc::new(Mutex::new(CtrlrTable::default())),
         }
     }
@@ -350,6 +354,9 @@ impl Subsystem {
                 changed = true;
             }
         }
+        if changed {
+            self.ana_change_count = self.ana_change_count.wrapping_add(1);
+        }
         Ok(changed)
     }
 
@@ -386,6 +393,7 @@ impl Subsystem {
                 .map(|ns| (ns.nsid, Arc::new(ns.clone())))
                 .collect(),
             ana_reporting: self.ana_reporting,
+            ana_change_count: self.ana_change_count,
             ctrlrs: self.ctrlrs.clone(),
         }
     }
@@ -421,6 +429,7 @@ pub(crate) struct SubsysSnap {
     pub listeners: Vec<(Listener, DiscoverInfo)>,
     pub namespaces: BTreeMap<u32, Arc<Namespace>>,
     pub ana_reporting: bool,
+    pub ana_change_count: u64,
     pub ctrlrs: Arc<Mutex<CtrlrTable>>,
 }
 

@@ -119,6 +119,23 @@ fn ana_log(env: &Env, p: &Path, rae: bool) -> Vec<(u32, u8, Vec<u32>)> {
     out
 }
 
+/// The ANA log page header CHGCNT and the first group descriptor's CHGCNT (RAE=1).
+fn ana_chgcnt(env: &Env, p: &Path) -> (u64, u64) {
+    let cdw10 = 0x0c | (1 << 15) | (15 << 16);
+    let (c, d) = env.cmd(
+        &p.admin,
+        sqe(0x02, 0x3f, 0xffff_ffff, cdw10, 0, 0),
+        None,
+        64,
+    );
+    ok(&c);
+    let d = d.unwrap();
+    (
+        u64::from_le_bytes(d[0..8].try_into().unwrap()),
+        u64::from_le_bytes(d[24..32].try_into().unwrap()),
+    )
+}
+
 fn write(env: &Env, p: &Path, nsid: u32, byte: u8) -> Status {
     let (c, _) = env.cmd(
         &p.io,
@@ -161,6 +178,7 @@ fn each_listener_reports_its_own_ana_state_to_its_controllers() {
         p.admin.submit(sqe(0x0c, 0x50, 0, 0, 0, 0), None, 0);
     }
     env.poll();
+    assert_eq!(ana_chgcnt(&env, &b), (0, 0));
     assert_eq!(
         set_state(&env, &reg, "4421", "inaccessible", 1).unwrap(),
         json!(true)
@@ -170,6 +188,8 @@ fn each_listener_reports_its_own_ana_state_to_its_controllers() {
     let (c, _) = b.admin.take_response().expect("ANA change AEN on 4421");
     ok(&c);
     assert_eq!(c.dw0.get(), AEN_ANA_CHANGE);
+    // Every ANA change counts once (ANA log CHGCNT, header and group descriptor).
+    assert_eq!(ana_chgcnt(&env, &b), (1, 1));
     assert_eq!(
         ana_log(&env, &a, true),
         vec![(1, 1, vec![1]), (2, 1, vec![2])]
