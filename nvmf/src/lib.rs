@@ -4,7 +4,9 @@
 //! subsystems and poll groups; [`Subsystem`]s with namespaces (bdevs), hosts and listeners;
 //! controllers in the dynamic model (Fabrics Connect, Property Get/Set, admin and NVM I/O
 //! commands, discovery); namespace [`reservation`]s (state on the app thread, checked
-//! lock-free on the I/O path); the [`transport`] provider API that nvmf-tcp and nvmf-rdma
+//! lock-free on the I/O path, persisted through power loss in SPDK's `ptpl_file` JSON);
+//! per-listener ANA states ([`AnaState`], multipath); subsystem pause that waits for the
+//! I/O in flight; the [`transport`] provider API that nvmf-tcp and nvmf-rdma
 //! implement; the JSON-RPC methods ([`rpc`]) and the app glue ([`NvmfSubsystem`]).
 //!
 //! ```text
