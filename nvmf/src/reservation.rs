@@ -738,6 +738,11 @@ pub fn load_ptpl_file(
 ) -> Result<ReservationState, NvmfError> {
     use std::io::Read;
     let shown = path.display();
+    if path.file_name().is_none() {
+        return Err(NvmfError::InvalidParam(format!(
+            "ptpl_file '{shown}' does not name a file"
+        )));
+    }
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -894,6 +899,83 @@ mod tests {
 
     fn conflict() -> Status {
         GenericStatus::RESERVATION_CONFLICT.into()
+    }
+
+    fn args_cptpl(action: u8, cptpl: u8) -> ReservationArgs {
+        ReservationArgs {
+            cptpl,
+            ..args(action, 0)
+        }
+    }
+
+    #[test]
+    fn cptpl_turns_persistence_on_and_off_and_counts_as_a_change_even_on_conflict() {
+        let mut plain = ReservationState::default();
+        assert_eq!(
+            plain
+                .register(&A, 1, args_cptpl(RREGA_REGISTER, 3), 0, 10)
+                .status,
+            GenericStatus::INVALID_FIELD.into()
+        );
+        let mut s = ReservationState::new(true);
+        let out = s.register(&A, 1, args_cptpl(RREGA_REGISTER, 3), 0, 10);
+        assert!(out.changed && s.ptpl());
+        // Same key again with CPTPL=3: success, persistence stays on (the generation moves).
+        let out = s.register(&A, 1, args_cptpl(RREGA_REGISTER, 3), 0, 10);
+        assert_eq!(out.status, Status::SUCCESS);
+        assert!(s.ptpl());
+        assert_eq!(s.generation(), 2);
+        // CPTPL=2 with a conflicting key: persistence goes off (SPDK applies CPTPL first),
+        // the command still answers Reservation Conflict and the state counts as changed.
+        let out = s.register(&A, 1, args_cptpl(RREGA_REGISTER, 2), 0, 11);
+        assert_eq!((out.status, out.changed), (conflict(), true));
+        assert!(!s.ptpl());
+        assert_eq!(
+            s.register(&A, 1, args_cptpl(RREGA_REGISTER, 1), 0, 10)
+                .status,
+            GenericStatus::INVALID_FIELD.into()
+        );
+    }
+
+    #[test]
+    fn ptpl_record_round_trips_holder_type_and_registrants() {
+        let bdev = uuid::Uuid::from_bytes([0x42; 16]);
+        let mut s = ReservationState::new(true);
+        s.register(&A, 1, args_cptpl(RREGA_REGISTER, 3), 0, 10);
+        s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 20);
+        s.acquire(&B, args(RACQA_ACQUIRE, 2), 20, 0);
+        let rec = s.to_record(&bdev);
+        assert_eq!(
+            rec,
+            PtplRecord {
+                ptpl: true,
+                rtype: 2,
+                crkey: 20,
+                bdev_uuid: "42424242-4242-4242-4242-424242424242".into(),
+                holder_uuid: "0b0b0b0b-0b0b-0b0b-0b0b-0b0b0b0b0b0b".into(),
+                registrants: vec![
+                    PtplRegistrant {
+                        rkey: 10,
+                        host_uuid: "0a0a0a0a-0a0a-0a0a-0a0a-0a0a0a0a0a0a".into()
+                    },
+                    PtplRegistrant {
+                        rkey: 20,
+                        host_uuid: "0b0b0b0b-0b0b-0b0b-0b0b-0b0b0b0b0b0b".into()
+                    },
+                ],
+            }
+        );
+        let r = ReservationState::restore(&rec, &bdev).unwrap();
+        assert!(r.ptpl() && r.ptpl_capable() && r.is_holder(&B) && !r.is_holder(&A));
+        assert_eq!(r.rtype(), ReservationType::EXCLUSIVE_ACCESS);
+        assert_eq!(
+            r.registrants().iter().map(|x| x.rkey).collect::<Vec<_>>(),
+            vec![10, 20]
+        );
+        assert!(!r.allows(&C, NvmOpcode::READ, 0));
+        // Another bdev's file is refused.
+        let other = uuid::Uuid::from_bytes([0x43; 16]);
+        assert!(ReservationState::restore(&rec, &other).is_err());
     }
 
     #[test]

@@ -342,6 +342,8 @@ fn bad_ptpl_files_fail_the_add_and_release_the_bdev() {
         )
     };
     expect_refused(&env, &bdev, dir.path(), "not a regular file");
+    expect_refused(&env, &bdev, Path::new(""), "does not name a file");
+    expect_refused(&env, &bdev, &dir.path().join(".."), "does not name a file");
     let fifo = dir.path().join("fifo");
     assert!(
         std::process::Command::new("mkfifo")
