@@ -31,6 +31,8 @@ struct Entry {
     qpair: Qpair,
     /// Socket shut down and qpair disconnected.
     closed: bool,
+    /// The readiness `intr` waits for: (readable, writable).
+    events: (bool, bool),
 }
 
 /// The TCP transport's poll group.
@@ -96,21 +98,43 @@ impl Entry {
             busy = true;
             self.conn.send_response(rsp);
         }
-        let out = self.conn.out_queue();
-        let had_out = !out.is_empty();
-        if let Err(e) = out.write_to(&mut self.stream) {
-            tracing::debug!(error = %e, "NVMe/TCP write failed");
-            self.close();
-            return true;
+        match self.conn.out_queue().write_to(&mut self.stream) {
+            // Output the socket would not take is no work: wait for writability (below).
+            Ok(n) => busy |= n > 0,
+            Err(e) => {
+                tracing::debug!(error = %e, "NVMe/TCP write failed");
+                self.close();
+                return true;
+            }
         }
-        busy |= had_out;
         if (self.conn.state() == ConnState::Terminating || self.qpair.is_disconnected())
             && self.conn.out_queue().is_empty()
         {
             self.close();
             busy = true;
         }
+        self.update_events();
         busy
+    }
+
+    /// Interrupt mode: wake for input only while it will be read (not past MAX_QUEUED_OUT of
+    /// unsent output), and for writability while output waits. A host that stops reading its
+    /// responses then costs no CPU instead of a spinning reactor.
+    fn update_events(&mut self) {
+        let Some(intr) = &self.intr else { return };
+        let out = self.conn.out_queue().len();
+        let want = (
+            out < MAX_QUEUED_OUT && self.conn.state() != ConnState::Terminating,
+            out > 0,
+        );
+        if want != self.events {
+            match intr.set_events(want.0, want.1) {
+                Ok(()) => self.events = want,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot change the socket's interrupt events")
+                }
+            }
+        }
     }
 
     fn close(&mut self) {
@@ -152,6 +176,7 @@ impl TransportPollGroup for TcpPollGroup {
             conn: TcpConnection::new(conn.cfg),
             qpair,
             closed: false,
+            events: (true, false),
         });
         Ok(())
     }

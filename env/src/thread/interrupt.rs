@@ -39,6 +39,41 @@ impl Interrupt {
     pub fn fd(&self) -> RawFd {
         self.entry.fd
     }
+
+    /// Which readiness runs the handler: readable (`EPOLLIN`, the only one after
+    /// registration) and/or writable (`EPOLLOUT`). For a socket whose peer does not take its
+    /// output: wait for writability instead of spinning on a write that would block, and stop
+    /// waiting for input that will not be read yet.
+    pub fn set_events(&self, readable: bool, writable: bool) -> Result<(), EnvError> {
+        let t = self.thread.upgrade().ok_or(EnvError::NoCurrentThread)?;
+        let set = t.intr.try_borrow().map_err(|_| EnvError::NoCurrentThread)?;
+        let set = set.as_ref().ok_or(EnvError::NoCurrentThread)?;
+        let mut events = 0;
+        if readable {
+            events |= libc::EPOLLIN;
+        }
+        if writable {
+            events |= libc::EPOLLOUT;
+        }
+        let mut ev = libc::epoll_event {
+            events: events as u32,
+            u64: self.token,
+        };
+        // SAFETY: EPOLL_CTL_MOD on our epoll fd of an fd registered with this token; `ev` is a
+        // valid epoll_event the call only reads.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                set.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_MOD,
+                self.entry.fd,
+                &mut ev,
+            )
+        };
+        if rc < 0 {
+            return Err(EnvError::last_os("epoll_ctl(MOD)"));
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Interrupt {

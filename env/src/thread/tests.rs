@@ -326,6 +326,38 @@ fn interrupt_handler_runs_when_fd_is_readable() {
 }
 
 #[test]
+fn events_choose_readable_and_writable_wakeups() {
+    use std::os::fd::AsRawFd;
+    let t = Thread::new("wr");
+    // An idle connected socket is writable and not readable.
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let hits = Rc::new(Cell::new(0));
+    let h = hits.clone();
+    set_current(Some(t.clone()));
+    let irq = interrupt_register(a.as_raw_fd(), move || {
+        h.set(h.get() + 1);
+        PollStatus::Busy
+    })
+    .unwrap();
+    set_current(None);
+    assert_eq!(t.poll(Ticks(0)), PollStatus::Idle, "readable interest only");
+    irq.set_events(true, true).unwrap();
+    assert_eq!(t.poll(Ticks(1)), PollStatus::Busy);
+    assert_eq!(hits.get(), 1);
+    irq.set_events(true, false).unwrap();
+    assert_eq!(t.poll(Ticks(2)), PollStatus::Idle);
+    assert_eq!(hits.get(), 1);
+    // Readable but not wanted: no wakeup.
+    use std::io::Write;
+    (&_b).write_all(b"x").unwrap();
+    irq.set_events(false, false).unwrap();
+    assert_eq!(t.poll(Ticks(3)), PollStatus::Idle);
+    irq.set_events(true, false).unwrap();
+    assert_eq!(t.poll(Ticks(4)), PollStatus::Busy);
+    assert_eq!(hits.get(), 2);
+}
+
+#[test]
 fn dropped_thread_refuses_messages() {
     let t = Thread::new("gone");
     let h = t.handle();
