@@ -19,6 +19,12 @@
 //! input (range past the end, zero length, short buffers, unsupported type, write through a
 //! read-only descriptor) completes with [`IoStatus::Invalid`] and never reaches the module.
 //!
+//! Resets follow SPDK ([`reset`]): one per bdev at a time, every channel frozen while it runs
+//! (I/O submitted meanwhile completes [`IoStatus::Aborted`]). Compare and compare-and-write
+//! are emulated for modules without them ([`compare`]; [`Bdev::accepts_io_type`] tells
+//! consumers what the layer takes). Statistics ([`IoStat`]) carry SPDK's per-status
+//! `io_error` counts; [`Bdev::set_qd_sampling_period`] adds queue-depth sampling.
+//!
 //! Registration is explicit: the app calls [`module::module_register`] for each module, then
 //! [`init`], and [`rpc::register_rpcs`] for the bdev RPCs; [`subsystem_config_json`] writes the
 //! `bdev` subsystem's part of `save_config`.
