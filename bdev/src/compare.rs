@@ -150,8 +150,15 @@ fn submit_child(
     );
 }
 
-/// A buffer the module can read into: DMA-able when env can provide it.
+/// A buffer the module can read into: from env's iobuf pool when the app set it up (SPDK reads
+/// into an iobuf too), else freshly allocated DMA-able memory, else heap memory.
 fn read_buffer(len: usize, align: u32) -> IoVecs {
+    if env::iobuf::iobuf_is_initialized()
+        && let Some(b) = env::iobuf_get(len)
+        && let Ok(v) = IoVec::new(b, 0, len)
+    {
+        return IoVecs::single(v);
+    }
     let align = (align as usize).max(4096);
     match env::DmaBuf::alloc(len, align) {
         Ok(b) => match IoVec::new(b, 0, len) {
