@@ -108,8 +108,9 @@ impl IoType {
         }
     }
 
+    /// Position in [`IoType::ALL`] (the declaration order).
     pub(crate) fn index(self) -> usize {
-        IoType::ALL.iter().position(|t| *t == self).unwrap_or(0)
+        self as usize
     }
 
     /// True for types that modify the bdev and so need a writable descriptor.
@@ -414,4 +415,16 @@ impl std::fmt::Debug for BdevIo {
 // `request()`. Kept as a function so the invariant is stated once.
 fn unreachable_request() -> ! {
     unreachable!("BdevIo request accessed after completion")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, t) in IoType::ALL.iter().enumerate() {
+            assert_eq!(t.index(), i, "{t:?}");
+        }
+    }
 }
