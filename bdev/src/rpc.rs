@@ -268,7 +268,10 @@ fn bdev_set_qd_sampling_period(req: Request) {
     };
     match b.set_qd_sampling_period(p.period) {
         Ok(()) => req.ok(true),
-        Err(e) => req.err(errno_error(&e)),
+        Err(e) => {
+            tracing::error!(bdev = %p.name, error = %e, "bdev_set_qd_sampling_period failed");
+            req.err(errno_error(&e))
+        }
     }
 }
 

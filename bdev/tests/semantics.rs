@@ -689,6 +689,17 @@ fn queue_depth_sampling_reports_outstanding_io() {
         json!({"name": "sem_nosuch", "period": 10}),
     );
     assert_eq!(missing["error"]["code"], -19);
+    for bad in [
+        json!({"name": "sem_qd"}),
+        json!({"name": "sem_qd", "period": -1}),
+        json!({"name": "sem_qd", "period": 1, "extra": 1}),
+    ] {
+        let r = rpc_call(&tt, &reg, "bdev_set_qd_sampling_period", bad);
+        assert_eq!(
+            r["error"],
+            json!({"code": -32603, "message": "spdk_json_decode_object failed"})
+        );
+    }
 }
 
 #[test]
