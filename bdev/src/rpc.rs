@@ -106,7 +106,10 @@ fn bdev_get_bdevs(req: Request) {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GetIostatParams {
+    /// SPDK v25.09's one bdev.
     name: Option<String>,
+    /// Newer SPDK's list (what the pinned `spdk-rpc` client sends for `--names`).
+    names: Option<Vec<String>>,
     #[serde(default)]
     per_channel: bool,
     #[serde(default = "reset_mode_none")]
@@ -122,24 +125,36 @@ fn bdev_get_iostat(req: Request) {
         Ok(p) => p,
         Err(e) => return req.err(e),
     };
-    if p.per_channel && p.name.is_none() {
-        tracing::error!("Bdev name is required for per channel IO statistics");
+    let named: Option<Vec<String>> = match (p.name, p.names) {
+        (None, None) => None,
+        (a, b) => Some(a.into_iter().chain(b.unwrap_or_default()).collect()),
+    };
+    if p.per_channel && named.as_ref().is_none_or(|n| n.len() != 1) {
+        tracing::error!("per channel IO statistics need exactly one bdev name");
         return req.err(errno_error(&BdevError::InvalidArgument(
-            "per_channel needs a bdev name".into(),
+            "per_channel needs one bdev name".into(),
         )));
     }
-    let bdevs = match p.name {
-        Some(n) => match crate::get_by_name(&n) {
-            Some(b) => vec![b],
-            None => {
-                tracing::error!(bdev = %n, "bdev_get_iostat: bdev not found");
-                return req.err(errno_error(&BdevError::NotFound(n)));
+    let bdevs = match named {
+        Some(names) => {
+            let mut v = Vec::with_capacity(names.len());
+            for n in names {
+                match crate::get_by_name(&n) {
+                    Some(b) => v.push(b),
+                    None => {
+                        tracing::error!(bdev = %n, "bdev_get_iostat: bdev not found");
+                        return req.err(errno_error(&BdevError::NotFound(n)));
+                    }
+                }
             }
-        },
+            v
+        }
         None => crate::bdevs(),
     };
-    if p.per_channel {
-        return per_channel_iostat(&bdevs[0], p.reset_mode, req);
+    if p.per_channel
+        && let Some(b) = bdevs.first()
+    {
+        return per_channel_iostat(b, p.reset_mode, req);
     }
     collect_iostat(bdevs, Vec::new(), p.reset_mode, req);
 }

@@ -17,6 +17,8 @@ pub enum ResetStatMode {
     /// Only the latency maxima and minima.
     #[serde(rename = "maxmin")]
     MaxMin,
+    /// Only the `io_error` counts (newer SPDK, which the `spdk-rpc` client offers).
+    Error,
     /// Nothing.
     None,
 }
@@ -285,7 +287,7 @@ impl IoStat {
     }
 
     /// Clears what `mode` says (SPDK `spdk_bdev_reset_io_stat`): `MaxMin` the latency extrema,
-    /// `All` everything.
+    /// `Error` the error counts, `All` everything.
     pub fn reset(&mut self, mode: ResetStatMode) {
         match mode {
             ResetStatMode::None => {}
@@ -300,6 +302,7 @@ impl IoStat {
                 self.max_copy_latency_ticks = d.max_copy_latency_ticks;
                 self.min_copy_latency_ticks = d.min_copy_latency_ticks;
             }
+            ResetStatMode::Error => self.io_error = IoErrorStat::default(),
             ResetStatMode::All => *self = IoStat::default(),
         }
     }
@@ -443,6 +446,9 @@ mod tests {
         assert_eq!(a.min_read_latency_ticks, u64::MAX);
         assert_eq!(a.min_write_latency_ticks, u64::MAX);
         assert_eq!(a.io_error.failed, 1);
+        a.reset(ResetStatMode::Error);
+        assert_eq!(a.io_error, IoErrorStat::default());
+        assert_eq!(a.num_read_ops, 1);
         a.reset(ResetStatMode::All);
         assert_eq!(a, IoStat::default());
         let c = before.to_channel_json(7);

@@ -550,6 +550,57 @@ fn get_iostat_counts_errors_by_status_and_per_channel() {
     want.sort_unstable();
     assert_eq!(got, want);
     assert!(chans[0].get("io_error").is_none());
+    // Newer SPDK's `names` list, as the pinned spdk-rpc client sends it.
+    mem("sem_stat_b", 0);
+    let both = rpc_call(
+        &tt,
+        &reg,
+        "bdev_get_iostat",
+        json!({"names": ["sem_stat_b", "sem_stat"], "per_channel": false}),
+    );
+    let names: Vec<&str> = both["bdevs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["sem_stat_b", "sem_stat"]);
+    assert_eq!(both["bdevs"][1]["num_read_ops"], 3);
+    let per_names = rpc_call(
+        &tt,
+        &reg,
+        "bdev_get_iostat",
+        json!({"names": ["sem_stat"], "per_channel": true}),
+    );
+    assert_eq!(per_names["channels"].as_array().unwrap().len(), 2);
+    let per_two = rpc_call(
+        &tt,
+        &reg,
+        "bdev_get_iostat",
+        json!({"names": ["sem_stat", "sem_stat_b"], "per_channel": true}),
+    );
+    assert_eq!(per_two["error"]["code"], -22);
+    let unknown_in_list = rpc_call(
+        &tt,
+        &reg,
+        "bdev_get_iostat",
+        json!({"names": ["sem_stat", "sem_nosuch"]}),
+    );
+    assert_eq!(unknown_in_list["error"]["code"], -19);
+    // Reset mode "error" clears only the error counts.
+    let cleared = rpc_call(
+        &tt,
+        &reg,
+        "bdev_get_iostat",
+        json!({"name": "sem_stat", "reset_mode": "error"}),
+    );
+    assert_eq!(
+        cleared["bdevs"][0]["io_error"],
+        json!({"failed": 1, "nvme_error": 2})
+    );
+    let after = rpc_call(&tt, &reg, "bdev_get_iostat", json!({"name": "sem_stat"}));
+    assert_eq!(after["bdevs"][0]["io_error"], json!({}));
+    assert_eq!(after["bdevs"][0]["num_read_ops"], 3);
     let no_name = rpc_call(&tt, &reg, "bdev_get_iostat", json!({"per_channel": true}));
     assert_eq!(
         no_name["error"],
