@@ -609,11 +609,43 @@ pub(crate) fn connect(pg: &Rc<PgInner>, qp: &Rc<QpairInner>, req: &Request) -> R
             );
             return connect_invalid(InvalidParam::in_data(connect_data_offset::CNTLID));
         }
-        connect_admin(pg, qp, &snap, cmd, &cd, hostnqn, opts)
+        let r = connect_admin(pg, qp, &snap, cmd, &cd, hostnqn, opts);
+        require_auth(pg, qp, &snap, hostnqn, r)
     } else {
-        connect_io(pg, qp, &snap, qid, &cd, hostnqn)
+        let r = connect_io(pg, qp, &snap, qid, &cd, hostnqn);
+        require_auth(pg, qp, &snap, hostnqn, r)
     }
 }
+
+/// After a successful Connect of a host with a DH-HMAC-CHAP key: AUTHREQ.ATR in the answer
+/// and the queue waits for authentication (SPDK `nvmf_ctrlr_send_connect_rsp`; every queue
+/// authenticates, admin and I/O).
+fn require_auth(
+    pg: &Rc<PgInner>,
+    qp: &Rc<QpairInner>,
+    snap: &SubsysSnap,
+    hostnqn: &str,
+    r: Reply,
+) -> Reply {
+    if !r.status.is_success() || !snap.host_keys.contains_key(hostnqn) {
+        return r;
+    }
+    let Some(params) = crate::auth::auth_params(pg, qp) else {
+        return r;
+    };
+    *qp.auth.borrow_mut() = Some(crate::auth::Session::new(params));
+    qp.auth_pending.set(true);
+    tracing::info!(
+        qid = qp.qid.get(),
+        hostnqn,
+        "queue connected; authentication required"
+    );
+    let dw0 = r.dw0 | (u32::from(AUTHREQ_ATR) << 16);
+    r.dw0(dw0)
+}
+
+/// AUTHREQ bit 0 (ATR): authentication required (NVMe-oF 1.1a Connect response).
+const AUTHREQ_ATR: u16 = 1;
 
 fn connect_admin(
     pg: &Rc<PgInner>,

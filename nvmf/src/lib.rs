@@ -24,10 +24,12 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+pub mod auth;
 mod ctrlr;
 pub mod discovery;
 mod error;
 mod io;
+pub mod keyring;
 mod poll_group;
 mod qpair;
 pub mod request;
@@ -43,7 +45,7 @@ pub use poll_group::PollGroupRef;
 pub use qpair::{Qpair, QpairState};
 pub use request::{DataBuf, IoVec, Request, RequestState, Response};
 pub use rpc::{NvmfSubsystem, config_json, register_rpcs};
-pub use subsystem::{AnaState, Listener, Namespace, SubType, Subsystem, SubsystemState};
+pub use subsystem::{AnaState, HostKeys, Listener, Namespace, SubType, Subsystem, SubsystemState};
 pub use target::{
     AdminCmdPassthru, DRAIN_CHECK_INTERVAL, DRAIN_WARN_INTERVAL, NsOpts, Referral, Target,
     TargetOpts,

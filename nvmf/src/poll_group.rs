@@ -36,6 +36,10 @@ pub(crate) struct TargetSnap {
     pub referrals: Vec<ReferralSnap>,
     pub transports: HashMap<String, Arc<TransportOpts>>,
     pub crdt: [u16; 3],
+    /// Allowed DH-HMAC-CHAP hash IDs (bit per ID).
+    pub dhchap_digests: u32,
+    /// Allowed DH-HMAC-CHAP group IDs (bit per ID).
+    pub dhchap_dhgroups: u32,
 }
 
 /// Per poll group counters (`nvmf_get_stats`).
@@ -624,6 +628,12 @@ impl PgInner {
                     "Disconnecting host from subsystem due to keep alive timeout"
                 );
                 c.fail();
+                busy = true;
+            }
+        }
+        for q in self.live_qpairs() {
+            if !q.is_disconnected() && crate::auth::poll(&q.0, now) {
+                q.disconnect();
                 busy = true;
             }
         }

@@ -98,6 +98,10 @@ pub(crate) struct QpairInner {
     /// that cancels their retry when an Abort completed them.
     waiting: RefCell<Vec<(u16, Rc<Cell<bool>>)>>,
     responses: RefCell<VecDeque<Response>>,
+    /// The DH-HMAC-CHAP transaction in progress, if any.
+    pub auth: RefCell<Option<crate::auth::Session>>,
+    /// Connected but not authenticated yet: only Authentication Send/Receive are allowed.
+    pub auth_pending: Cell<bool>,
 }
 
 impl QpairInner {
@@ -204,7 +208,9 @@ impl QpairInner {
 
     /// Runs a command on a connected queue pair (fabrics, admin or I/O).
     pub fn dispatch(self: &Rc<Self>, pg: &Rc<PgInner>, req: Request) -> Option<Reply> {
-        if req.sqe.is_fabrics() {
+        if is_auth_cmd(&req) {
+            Some(crate::auth::exec(pg, self, &req))
+        } else if req.sqe.is_fabrics() {
             Some(ctrlr::fabrics_cmd(self, &req))
         } else if self.admin.borrow().is_some() {
             crate::admin::exec(pg, self, req)
@@ -265,6 +271,16 @@ impl QpairInner {
     }
 }
 
+/// An Authentication Send or Receive fabrics command.
+fn is_auth_cmd(req: &Request) -> bool {
+    req.sqe.is_fabrics()
+        && matches!(
+            req.sqe.fctype(),
+            nvme::spec::FabricsCommandType::AUTHENTICATION_SEND
+                | nvme::spec::FabricsCommandType::AUTHENTICATION_RECV
+        )
+}
+
 /// A queue pair handle, owned by a transport poll group (`!Send`: it lives on that Thread).
 #[derive(Clone)]
 pub struct Qpair(pub(crate) Rc<QpairInner>);
@@ -300,6 +316,8 @@ impl Qpair {
             inflight: RefCell::new(Vec::new()),
             waiting: RefCell::new(Vec::new()),
             responses: RefCell::new(VecDeque::new()),
+            auth: RefCell::new(None),
+            auth_pending: Cell::new(false),
         }))
     }
 
@@ -349,6 +367,17 @@ impl Qpair {
                     tracing::error!(opc = req.sqe.opc, "command received before CONNECT");
                     Some(Reply::status(GenericStatus::COMMAND_SEQUENCE_ERROR.into()))
                 }
+            }
+            QpairState::Active if q.auth_pending.get() && !is_auth_cmd(&req) => {
+                // SPDK `nvmf_check_qpair_active`, state AUTHENTICATING.
+                tracing::error!(
+                    opc = req.sqe.opc,
+                    qid = q.qid.get(),
+                    "command received before authentication"
+                );
+                Some(Reply::status(
+                    nvme::spec::CommandSpecificStatus::AUTH_REQUIRED.into(),
+                ))
             }
             QpairState::Active => {
                 let paused = pg

@@ -209,6 +209,34 @@ struct HostParams {
     timeout_ms: Option<u64>,
 }
 
+/// The keyring keys named by `dhchap_key` / `dhchap_ctrlr_key` (SPDK 25.09 answers an
+/// unknown key name with "Invalid parameters"); a key whose file does not hold a valid
+/// `DHHC-1` secret is refused with the reason.
+fn host_keys(p: &HostParams) -> Result<crate::subsystem::HostKeys, RpcError> {
+    let get = |name: &Option<String>| -> Result<Option<Arc<crate::keyring::Key>>, RpcError> {
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        let Some(k) = crate::keyring::get_key(name) else {
+            tracing::error!(name, "Unable to find DH-HMAC-CHAP key");
+            return Err(invalid());
+        };
+        if let Err(e) = k.dhchap() {
+            tracing::error!(name, error = %e, "Invalid DH-HMAC-CHAP key");
+            return Err(RpcError::invalid_params(format!("Invalid parameters: {e}")));
+        }
+        Ok(Some(k))
+    };
+    if p.dhchap_ctrlr_key.is_some() && p.dhchap_key.is_none() {
+        tracing::error!("DH-HMAC-CHAP controller key requires host key");
+        return Err(invalid());
+    }
+    Ok(crate::subsystem::HostKeys {
+        dhchap_key: get(&p.dhchap_key)?,
+        dhchap_ctrlr_key: get(&p.dhchap_ctrlr_key)?,
+    })
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AllowAnyHost {
@@ -442,11 +470,15 @@ pub fn register_rpcs(reg: &RpcRegistry, tgt: &Target) {
             if let Err(e) = check_tgt(&t, &p.tgt_name) {
                 return r.err(e);
             }
-            if p.psk.is_some() || p.dhchap_key.is_some() || p.dhchap_ctrlr_key.is_some() {
-                tracing::error!("TLS PSK and DH-HMAC-CHAP keys are not supported");
+            if p.psk.is_some() {
+                tracing::error!("TLS PSK is not supported");
                 return r.err(invalid());
             }
-            match t.add_host(&p.nqn, &p.host) {
+            let keys = match host_keys(&p) {
+                Ok(k) => k,
+                Err(e) => return r.err(e),
+            };
+            match t.add_host_with_keys(&p.nqn, &p.host, keys) {
                 Ok(()) => t.update(move || r.ok(true)),
                 Err(NvmfError::NotFound(_)) => r.err(no_subsystem(&p.nqn)),
                 Err(e) => {
@@ -989,7 +1021,23 @@ pub fn subsystems_json(t: &Target) -> Vec<Value> {
             o.insert("allow_any_host".into(), json!(s.allow_any_host));
             o.insert(
                 "hosts".into(),
-                Value::Array(s.hosts.iter().map(|h| json!({"nqn": h})).collect()),
+                Value::Array(
+                    s.hosts
+                        .iter()
+                        .map(|h| {
+                            let mut o = json!({"nqn": h});
+                            if let Some(k) = s.host_keys.get(h) {
+                                if let Some(key) = &k.dhchap_key {
+                                    o["dhchap_key"] = json!(key.name());
+                                }
+                                if let Some(key) = &k.dhchap_ctrlr_key {
+                                    o["dhchap_ctrlr_key"] = json!(key.name());
+                                }
+                            }
+                            o
+                        })
+                        .collect(),
+                ),
             );
             if s.subtype == SubType::Nvme {
                 o.insert("serial_number".into(), json!(s.serial_number));
@@ -1092,10 +1140,16 @@ pub fn config_json(t: &Target) -> Value {
             }),
         ));
         for h in &s.hosts {
-            out.push(entry(
-                "nvmf_subsystem_add_host",
-                json!({"nqn": s.nqn, "host": h}),
-            ));
+            let mut params = json!({"nqn": s.nqn, "host": h});
+            if let Some(k) = s.host_keys.get(h) {
+                if let Some(key) = &k.dhchap_key {
+                    params["dhchap_key"] = json!(key.name());
+                }
+                if let Some(key) = &k.dhchap_ctrlr_key {
+                    params["dhchap_ctrlr_key"] = json!(key.name());
+                }
+            }
+            out.push(entry("nvmf_subsystem_add_host", params));
         }
         for n in s.namespaces.values() {
             let mut ns = serde_json::Map::new();

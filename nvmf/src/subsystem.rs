@@ -182,6 +182,16 @@ impl Listener {
     }
 }
 
+/// The DH-HMAC-CHAP keys of one host of a subsystem (keys of the [`crate::keyring`]).
+#[derive(Clone, Debug, Default)]
+pub struct HostKeys {
+    /// The key the host proves it knows (`dhchap_key`); authentication is required when set.
+    pub dhchap_key: Option<Arc<crate::keyring::Key>>,
+    /// The key the controller proves it knows when the host asks (`dhchap_ctrlr_key`,
+    /// bidirectional authentication).
+    pub dhchap_ctrlr_key: Option<Arc<crate::keyring::Key>>,
+}
+
 /// A subsystem's configuration (SPDK `spdk_nvmf_subsystem`), owned by the app thread.
 #[derive(Debug)]
 pub struct Subsystem {
@@ -205,6 +215,9 @@ pub struct Subsystem {
     pub allow_any_host: bool,
     /// Hosts allowed to connect when `allow_any_host` is false.
     pub hosts: Vec<String>,
+    /// DH-HMAC-CHAP keys of the hosts that have them (`nvmf_subsystem_add_host`
+    /// `dhchap_key` / `dhchap_ctrlr_key`), by host NQN.
+    pub host_keys: BTreeMap<String, HostKeys>,
     /// Listeners, in the order added.
     pub listeners: Vec<Listener>,
     /// Namespaces by NSID.
@@ -231,6 +244,7 @@ impl Subsystem {
             max_cntlid: MAX_CNTLID,
             allow_any_host: subtype == SubType::Discovery,
             hosts: Vec::new(),
+            host_keys: BTreeMap::new(),
             listeners: Vec::new(),
             namespaces: BTreeMap::new(),
             ana_reporting: false,
@@ -386,6 +400,7 @@ impl Subsystem {
             max_cntlid: self.max_cntlid,
             allow_any_host: self.allow_any_host,
             hosts: self.hosts.clone(),
+            host_keys: self.host_keys.clone(),
             listeners,
             namespaces: self
                 .namespaces
@@ -426,6 +441,7 @@ pub(crate) struct SubsysSnap {
     pub max_cntlid: u16,
     pub allow_any_host: bool,
     pub hosts: Vec<String>,
+    pub host_keys: BTreeMap<String, HostKeys>,
     pub listeners: Vec<(Listener, DiscoverInfo)>,
     pub namespaces: BTreeMap<u32, Arc<Namespace>>,
     pub ana_reporting: bool,

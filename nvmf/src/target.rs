@@ -760,6 +760,8 @@ impl Target {
                 .map(|t| (t.name(), Arc::new(t.opts().clone())))
                 .collect(),
             crdt: self.0.opts.borrow().crdt,
+            dhchap_digests: crate::auth::digest_mask(&self.0.opts.borrow().dhchap_digests),
+            dhchap_dhgroups: crate::auth::dhgroup_mask(&self.0.opts.borrow().dhchap_dhgroups),
         })
     }
 
@@ -1201,12 +1203,32 @@ impl Target {
 
     /// Adds `hostnqn` to the allow list.
     pub fn add_host(&self, nqn: &str, hostnqn: &str) -> Result<(), NvmfError> {
+        self.add_host_with_keys(nqn, hostnqn, crate::subsystem::HostKeys::default())
+    }
+
+    /// Adds `hostnqn` to the allow list with DH-HMAC-CHAP keys (SPDK
+    /// `spdk_nvmf_subsystem_add_host_ext`): a host with a `dhchap_key` must authenticate
+    /// after Connect. A controller key needs a host key.
+    pub fn add_host_with_keys(
+        &self,
+        nqn: &str,
+        hostnqn: &str,
+        keys: crate::subsystem::HostKeys,
+    ) -> Result<(), NvmfError> {
         validate_nqn(hostnqn).map_err(|e| NvmfError::InvalidParam(e.to_string()))?;
+        if keys.dhchap_ctrlr_key.is_some() && keys.dhchap_key.is_none() {
+            return Err(NvmfError::InvalidParam(
+                "DH-HMAC-CHAP controller key requires host key".into(),
+            ));
+        }
         self.with_subsystem(nqn, |s| {
             if s.hosts.iter().any(|h| h == hostnqn) {
                 return Err(NvmfError::Exists(hostnqn.to_string()));
             }
             s.hosts.push(hostnqn.to_string());
+            if keys.dhchap_key.is_some() {
+                s.host_keys.insert(hostnqn.to_string(), keys);
+            }
             Ok(())
         })??;
         self.bump_genctr();
@@ -1218,6 +1240,7 @@ impl Target {
         let found = self.with_subsystem(nqn, |s| {
             let before = s.hosts.len();
             s.hosts.retain(|h| h != hostnqn);
+            s.host_keys.remove(hostnqn);
             before != s.hosts.len()
         })?;
         if !found {
