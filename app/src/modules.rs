@@ -30,6 +30,19 @@ impl Subsystem for IobufSubsystem {
     }
 }
 
+/// SPDK's `keyring` subsystem: the key ring (`keyring_file_add_key` and friends), saved
+/// before `nvmf` so a replayed configuration has its keys when hosts name them.
+pub struct KeyringSubsystem;
+
+impl Subsystem for KeyringSubsystem {
+    fn name(&self) -> &'static str {
+        "keyring"
+    }
+    fn config_json(&self, _with_batches: bool) -> Vec<Value> {
+        nvmf::keyring::config_json()
+    }
+}
+
 /// SPDK's `bdev` subsystem: the block device layer and the bdev modules this binary links.
 pub struct BdevSubsystem;
 
@@ -68,7 +81,7 @@ impl Subsystem for NvmfTgtSubsystem {
         "nvmf"
     }
     fn depends_on(&self) -> &'static [&'static str] {
-        &["bdev", "sock", "accel", "iobuf"]
+        &["bdev", "sock", "accel", "iobuf", "keyring"]
     }
     fn init(&self, done: InitDone) {
         let mut threads = Vec::new();
@@ -107,10 +120,12 @@ pub fn subsystems(registry: &Rc<RpcRegistry>, reactors: &Reactors) -> Vec<Rc<dyn
     bdev::rpc::register_rpcs(registry);
     bdev_malloc::register(registry);
     bdev_nvme::register(registry);
+    nvmf::keyring::register_rpcs(registry);
     let mut list: Vec<Rc<dyn Subsystem>> = vec![
         crate::compat::SchedulerSubsystem::new(registry),
         crate::compat::SockSubsystem::new(registry),
         Rc::new(IobufSubsystem),
+        Rc::new(KeyringSubsystem),
         crate::compat::AccelSubsystem::new(registry),
         Rc::new(BdevSubsystem),
     ];
