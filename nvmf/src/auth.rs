@@ -41,6 +41,7 @@ use nvme::spec::{FabricsCommandType, GenericStatus, Status};
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use std::io::Read;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -449,7 +450,7 @@ fn next_seqnum() -> Result<u32, ()> {
 pub(crate) struct AuthParams {
     pub hostnqn: String,
     pub subnqn: String,
-    pub keys: HostKeys,
+    pub keys: Arc<HostKeys>,
     /// Allowed digest IDs (bit per ID).
     pub digests: u32,
     /// Allowed DH group IDs (bit per ID).

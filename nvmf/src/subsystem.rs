@@ -216,8 +216,9 @@ pub struct Subsystem {
     /// Hosts allowed to connect when `allow_any_host` is false.
     pub hosts: Vec<String>,
     /// DH-HMAC-CHAP keys of the hosts that have them (`nvmf_subsystem_add_host`
-    /// `dhchap_key` / `dhchap_ctrlr_key`), by host NQN.
-    pub host_keys: BTreeMap<String, HostKeys>,
+    /// `dhchap_key` / `dhchap_ctrlr_key`), by host NQN. Shared with the poll group snapshots,
+    /// so a key's reference count is 1 (the ring) + the hosts that name it, as SPDK's.
+    pub host_keys: BTreeMap<String, Arc<HostKeys>>,
     /// Listeners, in the order added.
     pub listeners: Vec<Listener>,
     /// Namespaces by NSID.
@@ -441,7 +442,7 @@ pub(crate) struct SubsysSnap {
     pub max_cntlid: u16,
     pub allow_any_host: bool,
     pub hosts: Vec<String>,
-    pub host_keys: BTreeMap<String, HostKeys>,
+    pub host_keys: BTreeMap<String, Arc<HostKeys>>,
     pub listeners: Vec<(Listener, DiscoverInfo)>,
     pub namespaces: BTreeMap<u32, Arc<Namespace>>,
     pub ana_reporting: bool,

@@ -1227,7 +1227,7 @@ impl Target {
             }
             s.hosts.push(hostnqn.to_string());
             if keys.dhchap_key.is_some() {
-                s.host_keys.insert(hostnqn.to_string(), keys);
+                s.host_keys.insert(hostnqn.to_string(), Arc::new(keys));
             }
             Ok(())
         })??;

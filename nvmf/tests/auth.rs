@@ -395,7 +395,11 @@ fn commands_before_authentication_are_refused() {
 #[test]
 fn host_without_key_is_not_asked_to_authenticate() {
     let (env, _d) = auth_env(&key(1, 32, 1), None);
-    let (h, _) = admin_connect(&env, "nqn.2014-08.org.nvmexpress:uuid:other", 0);
+    let (h, _) = admin_connect(
+        &env,
+        "nqn.2014-08.org.nvmexpress:uuid:77777777-2222-3333-4444-555555555555",
+        0,
+    );
     let (c, _) = env.cmd(&h, sqe(0x06, 3, 0, 1, 0, 0), None, 4096);
     ok(&c);
 }
@@ -640,6 +644,36 @@ fn keyring_rpcs_check_files_and_answer_as_spdk() {
                  "probed": false, "refcnt": 1, "path": p})
         ]
     );
+    // A host naming the key holds one more reference (SPDK refcnt).
+    let host = "nqn.2014-08.org.nvmexpress:uuid:99999999-2222-3333-4444-555555555555";
+    rpc_call(
+        &env,
+        &reg,
+        "nvmf_subsystem_add_host",
+        json!({"nqn": SUBNQN, "host": host, "dhchap_key": name}),
+    )
+    .unwrap();
+    env.update();
+    let refcnt = |env: &Env| {
+        rpc_call(env, &reg, "keyring_get_keys", json!({}))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == json!(name))
+            .unwrap()["refcnt"]
+            .clone()
+    };
+    assert_eq!(refcnt(&env), json!(2));
+    rpc_call(
+        &env,
+        &reg,
+        "nvmf_subsystem_remove_host",
+        json!({"nqn": SUBNQN, "host": host}),
+    )
+    .unwrap();
+    env.update();
+    assert_eq!(refcnt(&env), json!(1));
     assert_eq!(
         rpc_call(&env, &reg, "keyring_file_remove_key", json!({"name": name})).unwrap(),
         json!(true)
@@ -653,7 +687,7 @@ fn add_host_key_errors() {
     let env = setup();
     let reg = registry(&env);
     let dir = tempfile::tempdir().unwrap();
-    let host = "nqn.2014-08.org.nvmexpress:uuid:keyerr";
+    let host = "nqn.2014-08.org.nvmexpress:uuid:88888888-2222-3333-4444-555555555555";
     let e = rpc_call(
         &env,
         &reg,
