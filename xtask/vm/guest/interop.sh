@@ -8,6 +8,9 @@
 #   target_add_ns NSID   add namespace NSID to IT_NQN while hosts are connected
 #   target_diag          print the target's state/log on a failed step (optional)
 #   IT_RESERVATIONS=1    the target implements NVMe reservations (optional)
+#   target_ana_setup, target_set_ana SVCID STATE
+#                        a subsystem IT_NQN_ANA with ANA reporting on IT_SVCID and IT_SVCID2,
+#                        and the ANA state of one port (optional)
 #   target_add_hidden_ns NSID, target_ns_host add|remove NSID HOSTNQN
 #                        per-host namespace masking (optional: the ns-masking step is skipped
 #                        without them; nvmet has no per-host masking)
@@ -92,7 +95,7 @@ it_nvme_connect() {  # it_nvme_connect NQN [extra nvme-connect options]
 }
 it_disconnect_all() {
     local n
-    for n in "$IT_NQN" "$IT_NQN_RESTRICTED"; do
+    for n in "$IT_NQN" "$IT_NQN_RESTRICTED" "$IT_NQN_ANA"; do
         vmh_ctrl_of "$n" >/dev/null && nvme disconnect -n "$n" >/dev/null 2>&1
     done
     IT_DEV=
@@ -290,6 +293,54 @@ step_reservations() {
     it_resv_report || return 1
     tr -d ' \n' < /tmp/it.resv | grep -q '"regctl":0' || { vmh_die "registrants left after unregister"; return 1; }
 }
+# ANA multipath (targets that define target_ana_setup / target_set_ana; NVMe/TCP): one
+# subsystem on two ports, the kernel's native multipath sees two optimized paths; one port made
+# inaccessible -> the kernel sees the change (ANA AEN + log page) and I/O goes on through the
+# other path, byte-exact; then back to optimized.
+IT_NQN_ANA=nqn.2016-06.io.spdk:cnode3
+IT_SVCID2=4421
+it_path_state() {  # it_path_state NQN SVCID -> ana_state of namespace 1 on that path
+    local c p
+    for c in /sys/class/nvme/nvme*; do
+        [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$1" ] || continue
+        case ",$(cat "$c/address" 2>/dev/null)," in *",trsvcid=$2,"*) ;; *) continue ;; esac
+        for p in "$c"/nvme*c*n1; do
+            [ -r "$p/ana_state" ] && { cat "$p/ana_state"; return 0; }
+        done
+    done
+    return 1
+}
+it_wait_path_state() {  # it_wait_path_state NQN SVCID STATE : up to 15 s
+    local i st
+    for i in $(seq 1 75); do
+        st=$(it_path_state "$1" "$2")
+        [ "$st" = "$3" ] && return 0
+        sleep 0.2
+    done
+    vmh_die "path $2 of $1 is '$st', expected $3"
+}
+step_ana_multipath() {
+    local dev
+    target_ana_setup || { vmh_die "target could not create the ANA subsystem"; return 1; }
+    it_nvme_connect "$IT_NQN_ANA" || { vmh_die "first path"; return 1; }
+    vmh_run timeout 60 nvme connect -t "$IT_TR" -a "$IT_ADDR" -s "$IT_SVCID2" -n "$IT_NQN_ANA" $IT_CONNECT_OPTS || { vmh_die "second path"; return 1; }
+    dev=$(it_ns_dev "$IT_NQN_ANA" 1) || { vmh_die "no multipath namespace"; return 1; }
+    nvme list-subsys "$dev"
+    it_wait_path_state "$IT_NQN_ANA" "$IT_SVCID" optimized || return 1
+    it_wait_path_state "$IT_NQN_ANA" "$IT_SVCID2" optimized || return 1
+    target_set_ana "$IT_SVCID" inaccessible || { vmh_die "set inaccessible"; return 1; }
+    it_wait_path_state "$IT_NQN_ANA" "$IT_SVCID" inaccessible || return 1
+    it_wait_path_state "$IT_NQN_ANA" "$IT_SVCID2" optimized || return 1
+    nvme list-subsys "$dev"
+    dd if=/dev/urandom of=/tmp/it.ana bs=1M count=4 2>/dev/null
+    vmh_run dd if=/tmp/it.ana of="$dev" bs=1M count=4 oflag=direct conv=fsync || { vmh_die "write through the remaining path"; return 1; }
+    it_read "$dev" 0 4 /tmp/it.ana.rb || { vmh_die "read through the remaining path"; return 1; }
+    cmp /tmp/it.ana /tmp/it.ana.rb || { vmh_die "data differs"; return 1; }
+    target_set_ana "$IT_SVCID" optimized || { vmh_die "set optimized"; return 1; }
+    it_wait_path_state "$IT_NQN_ANA" "$IT_SVCID" optimized || return 1
+    vmh_run nvme disconnect -n "$IT_NQN_ANA" || return 1
+    it_wait_gone "$IT_NQN_ANA"
+}
 step_disconnect() {
     vmh_run nvme disconnect -n "$IT_NQN" > /tmp/it.dis 2>&1
     local rc=$?
@@ -464,6 +515,11 @@ it_suite() {
     it_step host-not-allowed-refused step_host_refused
     it_step host-allowed-accepted step_host_allowed
     it_disconnect_all
+    if [ "$IT_TR" = tcp ] && type target_ana_setup >/dev/null 2>&1; then
+        it_step ana-multipath step_ana_multipath
+    else
+        it_skip ana-multipath "NVMe/TCP against a target with ANA states only"
+    fi
     it_tools
 }
 

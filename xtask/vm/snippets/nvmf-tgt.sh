@@ -42,6 +42,18 @@ target_add_hidden_ns() {  # target_add_hidden_ns NSID : like target_add_ns, no_a
 target_ns_host() {  # target_ns_host add|remove NSID HOSTNQN : nvmf_ns_add_host / nvmf_ns_remove_host
     it_rpc "nvmf_ns_$1_host" "{\"nqn\":\"$IT_NQN\",\"nsid\":$2,\"host\":\"$3\"}"
 }
+target_ana_setup() {  # subsystem IT_NQN_ANA (ANA reporting), one namespace, TCP ports IT_SVCID + IT_SVCID2
+    local p
+    it_rpc bdev_malloc_create '{"name":"AnaMalloc","num_blocks":65536,"block_size":512}' || return 1
+    it_rpc nvmf_create_subsystem "{\"nqn\":\"$IT_NQN_ANA\",\"allow_any_host\":true,\"ana_reporting\":true,\"serial_number\":\"RSPDK0000000003\"}" || return 1
+    for p in "$IT_SVCID" "$IT_SVCID2"; do
+        it_rpc nvmf_subsystem_add_listener "{\"nqn\":\"$IT_NQN_ANA\",\"listen_address\":{\"trtype\":\"TCP\",\"adrfam\":\"IPv4\",\"traddr\":\"$IT_ADDR\",\"trsvcid\":\"$p\"}}" || return 1
+    done
+    it_rpc nvmf_subsystem_add_ns "{\"nqn\":\"$IT_NQN_ANA\",\"namespace\":{\"nsid\":1,\"bdev_name\":\"AnaMalloc\"}}"
+}
+target_set_ana() {  # target_set_ana SVCID optimized|non_optimized|inaccessible
+    it_rpc nvmf_subsystem_listener_set_ana_state "{\"nqn\":\"$IT_NQN_ANA\",\"listen_address\":{\"trtype\":\"TCP\",\"adrfam\":\"IPv4\",\"traddr\":\"$IT_ADDR\",\"trsvcid\":\"$1\"},\"ana_state\":\"$2\"}"
+}
 target_diag() {
     echo "---- nvmf_tgt: alive=$(kill -0 "$TPID" 2>/dev/null && echo yes || echo no), log tail ----"
     tail -n 30 "$TGT_LOG"
