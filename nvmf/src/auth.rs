@@ -138,6 +138,14 @@ impl Digest {
             Digest::Sha512 => 64,
         }
     }
+    /// SPDK's name ("sha256", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Digest::Sha256 => "sha256",
+            Digest::Sha384 => "sha384",
+            Digest::Sha512 => "sha512",
+        }
+    }
     /// Always false (a digest has a length); for clippy's `len_without_is_empty`.
     pub fn is_empty(self) -> bool {
         false
@@ -223,6 +231,17 @@ impl DhGroup {
             DhGroup::Ffdhe4096 => 3,
             DhGroup::Ffdhe6144 => 4,
             DhGroup::Ffdhe8192 => 5,
+        }
+    }
+    /// SPDK's name ("null", "ffdhe2048", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            DhGroup::Null => "null",
+            DhGroup::Ffdhe2048 => "ffdhe2048",
+            DhGroup::Ffdhe3072 => "ffdhe3072",
+            DhGroup::Ffdhe4096 => "ffdhe4096",
+            DhGroup::Ffdhe6144 => "ffdhe6144",
+            DhGroup::Ffdhe8192 => "ffdhe8192",
         }
     }
     /// The group's prime; None for the null group.
@@ -423,6 +442,22 @@ pub(crate) enum AuthState {
     Error,
 }
 
+impl AuthState {
+    /// SPDK's name of the state (`nvmf_auth_get_state_name`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthState::Negotiate => "negotiate",
+            AuthState::Challenge => "challenge",
+            AuthState::Reply => "reply",
+            AuthState::Success1 => "success1",
+            AuthState::Success2 => "success2",
+            AuthState::Failure1 => "failure1",
+            AuthState::Completed => "completed",
+            AuthState::Error => "error",
+        }
+    }
+}
+
 /// The subsystem-independent sequence number counter (SPDK keeps one per subsystem, seeded
 /// at random; S1 only has to differ between transactions).
 static SEQNUM: AtomicU32 = AtomicU32::new(0);
@@ -473,6 +508,8 @@ pub(crate) struct Session {
     /// R2 to send in Success1 when the host asked to authenticate the controller.
     ctrl_response: Option<Vec<u8>>,
     fail_reason: u8,
+    /// AUTH_Negotiate picked the digest and group.
+    digest_chosen: bool,
     /// When the current step times out, or (state Error) when to disconnect.
     pub deadline: env::Ticks,
 }
@@ -508,8 +545,19 @@ impl Session {
             cval: Vec::new(),
             ctrl_response: None,
             fail_reason: 0,
+            digest_chosen: false,
             deadline,
         }
+    }
+
+    /// The `auth` object of `nvmf_subsystem_get_qpairs` (SPDK `nvmf_qpair_auth_dump`).
+    pub fn json(&self) -> serde_json::Value {
+        let (digest, dhgroup) = if self.digest_chosen {
+            (self.digest.name(), self.dhgroup.name())
+        } else {
+            ("unknown", "unknown")
+        };
+        serde_json::json!({"state": self.state.name(), "digest": digest, "dhgroup": dhgroup})
     }
 
     fn rearm(&mut self) {
@@ -594,6 +642,7 @@ impl Session {
         tracing::debug!(?digest, ?group, tid = self.tid, "DH-HMAC-CHAP negotiated");
         self.digest = digest;
         self.dhgroup = group;
+        self.digest_chosen = true;
         self.rearm();
         self.state = AuthState::Challenge;
         AuthReply::Ok(None)
@@ -844,7 +893,10 @@ pub(crate) fn exec(pg: &PgInner, q: &Rc<QpairInner>, req: &Request) -> Reply {
         return Reply::status(Status::from(GenericStatus::INVALID_FIELD).with_dnr());
     }
     let mut slot = q.auth.borrow_mut();
-    if slot.is_none() {
+    if slot
+        .as_ref()
+        .is_none_or(|s| s.state == AuthState::Completed)
+    {
         // Re-authentication of an enabled queue (SPDK `nvmf_auth_check_state`).
         match auth_params(pg, q) {
             Some(p) => *slot = Some(Session::new(p)),
@@ -870,8 +922,8 @@ pub(crate) fn exec(pg: &PgInner, q: &Rc<QpairInner>, req: &Request) -> Reply {
         s.recv(len as usize)
     };
     if s.state == AuthState::Completed {
+        // Kept for `nvmf_subsystem_get_qpairs` ("auth" object), as SPDK.
         q.auth_pending.set(false);
-        *slot = None;
     }
     match r {
         AuthReply::Ok(None) => Reply::status(Status::SUCCESS),
@@ -918,7 +970,7 @@ pub(crate) fn poll(q: &QpairInner, now: env::Ticks) -> bool {
     let Some(s) = slot.as_ref() else {
         return false;
     };
-    if now < s.deadline {
+    if s.state == AuthState::Completed || now < s.deadline {
         return false;
     }
     if s.state != AuthState::Error && !q.auth_pending.get() {

@@ -258,7 +258,12 @@ impl PgInner {
                 let mut o = serde_json::Map::new();
                 o.insert("cntlid".into(), c.cntlid.into());
                 o.insert("qid".into(), q.qid().into());
-                o.insert("state".into(), "enabled".into());
+                let state = if q.0.auth_pending.get() {
+                    "authenticating"
+                } else {
+                    "enabled"
+                };
+                o.insert("state".into(), state.into());
                 o.insert("thread".into(), thread.clone().into());
                 o.insert("hostnqn".into(), c.hostnqn.clone().into());
                 if let Some(a) = q.0.listen.borrow().as_ref() {
@@ -272,6 +277,9 @@ impl PgInner {
                         "peer_address".into(),
                         serde_json::to_value(a).unwrap_or_default(),
                     );
+                }
+                if let Some(s) = q.0.auth.borrow().as_ref() {
+                    o.insert("auth".into(), s.json());
                 }
                 Some(serde_json::Value::Object(o))
             })

@@ -227,10 +227,6 @@ fn host_keys(p: &HostParams) -> Result<crate::subsystem::HostKeys, RpcError> {
         }
         Ok(Some(k))
     };
-    if p.dhchap_ctrlr_key.is_some() && p.dhchap_key.is_none() {
-        tracing::error!("DH-HMAC-CHAP controller key requires host key");
-        return Err(invalid());
-    }
     Ok(crate::subsystem::HostKeys {
         dhchap_key: get(&p.dhchap_key)?,
         dhchap_ctrlr_key: get(&p.dhchap_ctrlr_key)?,
@@ -474,6 +470,10 @@ pub fn register_rpcs(reg: &RpcRegistry, tgt: &Target) {
                 tracing::error!("TLS PSK is not supported");
                 return r.err(invalid());
             }
+            if p.dhchap_ctrlr_key.is_some() && p.dhchap_key.is_none() {
+                tracing::error!("DH-HMAC-CHAP controller key requires host key");
+                return r.err(invalid());
+            }
             let keys = match host_keys(&p) {
                 Ok(k) => k,
                 Err(e) => return r.err(e),
@@ -484,6 +484,30 @@ pub fn register_rpcs(reg: &RpcRegistry, tgt: &Target) {
                 Err(e) => {
                     tracing::error!(host = %p.host, error = %e, "Unable to add host");
                     r.err(RpcError::internal("Internal error"))
+                }
+            }
+        },
+    );
+    let t = tgt.clone();
+    reg.register_typed(
+        "nvmf_subsystem_set_keys",
+        StateMask::RUNTIME,
+        move |p: HostParams, r| {
+            if let Err(e) = check_tgt(&t, &p.tgt_name) {
+                return r.err(e);
+            }
+            if t.with_subsystem(&p.nqn, |_| ()).is_err() {
+                return r.err(no_subsystem(&p.nqn));
+            }
+            let keys = match host_keys(&p) {
+                Ok(k) => k,
+                Err(e) => return r.err(e),
+            };
+            match t.set_host_keys(&p.nqn, &p.host, keys) {
+                Ok(()) => t.update(move || r.ok(true)),
+                Err(e) => {
+                    tracing::error!(host = %p.host, error = %e, "Unable to set keys");
+                    r.err(RpcError::errno(22))
                 }
             }
         },

@@ -1235,6 +1235,37 @@ impl Target {
         Ok(())
     }
 
+    /// Replaces the DH-HMAC-CHAP keys of allowed host `hostnqn` (SPDK
+    /// `spdk_nvmf_subsystem_set_keys`; no key clears them): queues authenticate with the new
+    /// keys from their next transaction on.
+    pub fn set_host_keys(
+        &self,
+        nqn: &str,
+        hostnqn: &str,
+        keys: crate::subsystem::HostKeys,
+    ) -> Result<(), NvmfError> {
+        if keys.dhchap_ctrlr_key.is_some() && keys.dhchap_key.is_none() {
+            return Err(NvmfError::InvalidParam(
+                "DH-HMAC-CHAP controller key requires host key".into(),
+            ));
+        }
+        self.with_subsystem(nqn, |s| {
+            if !s.hosts.iter().any(|h| h == hostnqn) {
+                return Err(NvmfError::InvalidParam(format!(
+                    "host {hostnqn} is not allowed on {nqn}"
+                )));
+            }
+            if keys.dhchap_key.is_some() {
+                s.host_keys.insert(hostnqn.to_string(), Arc::new(keys));
+            } else {
+                s.host_keys.remove(hostnqn);
+            }
+            Ok(())
+        })??;
+        tracing::info!(nqn, hostnqn, "DH-HMAC-CHAP keys changed");
+        Ok(())
+    }
+
     /// Removes `hostnqn` from the allow list (its controllers stay connected, as SPDK).
     pub fn remove_host(&self, nqn: &str, hostnqn: &str) -> Result<(), NvmfError> {
         let found = self.with_subsystem(nqn, |s| {

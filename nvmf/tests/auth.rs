@@ -870,3 +870,74 @@ fn known_answer_ffdhe2048_exchange() {
     assert!(a.shared_secret(&one).is_err());
     assert!(a.shared_secret(&b.public()[1..]).is_err());
 }
+
+#[test]
+fn get_qpairs_shows_auth_state_and_set_keys_changes_the_key() {
+    let k = key(1, 32, 1);
+    let (env, dir) = auth_env(&k, None);
+    let reg = registry(&env);
+    let (h, _) = connect_admin_auth(&env);
+    let qpairs = |env: &Env| {
+        rpc_call(
+            env,
+            &reg,
+            "nvmf_subsystem_get_qpairs",
+            json!({"nqn": SUBNQN}),
+        )
+        .unwrap()
+    };
+    let q = qpairs(&env);
+    assert_eq!(q[0]["state"], json!("authenticating"));
+    assert_eq!(
+        q[0]["auth"],
+        json!({"state": "negotiate", "digest": "unknown", "dhgroup": "unknown"})
+    );
+    assert_eq!(
+        authenticate(&env, &h, &cfg(k.clone(), &[1, 2], &[0, 1])),
+        HostResult::Ok(2, 1)
+    );
+    let q = qpairs(&env);
+    assert_eq!(q[0]["state"], json!("enabled"));
+    assert_eq!(
+        q[0]["auth"],
+        json!({"state": "completed", "digest": "sha384", "dhgroup": "ffdhe2048"})
+    );
+    // New key: the next connection must use it; the old one fails.
+    let k2 = key(2, 48, 40);
+    let n2 = kname("k2");
+    add_key_file(&dir, &n2, &k2.to_text());
+    assert_eq!(
+        rpc_call(
+            &env,
+            &reg,
+            "nvmf_subsystem_set_keys",
+            json!({"nqn": SUBNQN, "host": HOSTNQN, "dhchap_key": n2}),
+        )
+        .unwrap(),
+        json!(true)
+    );
+    env.update();
+    let (h2, _) = connect_admin_auth(&env);
+    assert_eq!(
+        authenticate(&env, &h2, &cfg(k, &[1], &[0])),
+        HostResult::Failure1(FAIL_FAILED)
+    );
+    let (h3, _) = connect_admin_auth(&env);
+    assert_eq!(
+        authenticate(&env, &h3, &cfg(k2.clone(), &[1], &[0])),
+        HostResult::Ok(1, 0)
+    );
+    // Re-authentication of the enabled queue with the new key.
+    let mut c = cfg(k2, &[3], &[0]);
+    c.tid = 0x99;
+    assert_eq!(authenticate(&env, &h3, &c), HostResult::Ok(3, 0));
+    // Unknown host: -EINVAL as SPDK.
+    let e = rpc_call(
+        &env,
+        &reg,
+        "nvmf_subsystem_set_keys",
+        json!({"nqn": SUBNQN, "host": "nqn.2014-08.org.nvmexpress:uuid:66666666-2222-3333-4444-555555555555", "dhchap_key": n2}),
+    )
+    .unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), (-22, "Invalid argument"));
+}
