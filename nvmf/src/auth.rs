@@ -158,7 +158,7 @@ impl Digest {
             Digest::Sha512 => Sha512::digest(data).to_vec(),
         }
     }
-    /// HMAC(key, parts[0] || parts[1] || ...).
+    /// `HMAC(key, parts[0] || parts[1] || ...)`.
     pub fn hmac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
             // HMAC takes keys of any length, so this never falls back; the fallback still

@@ -6,7 +6,8 @@
 //! commands, discovery); namespace [`reservation`]s (state on the app thread, checked
 //! lock-free on the I/O path, persisted through power loss in SPDK's `ptpl_file` JSON);
 //! per-listener ANA states ([`AnaState`], multipath); subsystem pause that waits for the
-//! I/O in flight; the [`transport`] provider API that nvmf-tcp and nvmf-rdma
+//! I/O in flight; NVMe in-band authentication ([`auth`], DH-HMAC-CHAP with keys of the
+//! process-global [`keyring`]); the [`transport`] provider API that nvmf-tcp and nvmf-rdma
 //! implement; the JSON-RPC methods ([`rpc`]) and the app glue ([`NvmfSubsystem`]).
 //!
 //! ```text
