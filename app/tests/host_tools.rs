@@ -520,3 +520,90 @@ fn spdk_rpc_masks_a_namespace_per_host_and_the_other_host_never_reads_it() {
     assert!(saved.contains(host_b) && !saved.contains(host_a), "{saved}");
     let _ = (a.process_admin_completions(), b.process_admin_completions());
 }
+
+#[test]
+#[ignore = "needs SPDK's spdk-rpc: run through `cargo xtask ci` (or `cargo xtask setup`)"]
+fn spdk_rpc_drives_ana_states_ptpl_and_iostat_methods() {
+    let port = free_port();
+    let t = start_target(port);
+    let rpc = |args: &[&str]| common::spdk_rpc_call(&t.sock, args);
+    let p = port.to_string();
+    let ana = "nqn.2016-06.io.spdk:ana";
+    rpc(&["nvmf_create_subsystem", ana, "-a", "-r"]).unwrap();
+    rpc(&[
+        "nvmf_subsystem_add_listener",
+        ana,
+        "-t",
+        "tcp",
+        "-a",
+        "127.0.0.1",
+        "-s",
+        &p,
+    ])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ptpl = dir.path().join("ptpl.json");
+    rpc(&["bdev_malloc_create", "-b", "AnaMalloc", "8", "512"]).unwrap();
+    rpc(&[
+        "nvmf_subsystem_add_ns",
+        ana,
+        "AnaMalloc",
+        "-p",
+        ptpl.to_str().unwrap(),
+    ])
+    .unwrap();
+    rpc(&[
+        "nvmf_subsystem_listener_set_ana_state",
+        ana,
+        "-n",
+        "inaccessible",
+        "-t",
+        "tcp",
+        "-a",
+        "127.0.0.1",
+        "-s",
+        &p,
+        "-f",
+        "ipv4",
+    ])
+    .unwrap();
+    let l = rpc(&["nvmf_subsystem_get_listeners", ana]).unwrap();
+    assert_eq!(l[0]["ana_states"][0]["ana_state"], "inaccessible", "{l}");
+    // I/O through the inaccessible path: Asymmetric Access Inaccessible (SCT 3, SC 02h).
+    let trid = TransportId::parse(&trid(port, Some(ana))).unwrap();
+    let mut c = Controller::connect(&trid, ControllerOpts::default()).unwrap();
+    let mut q = c.alloc_io_qpair(8).unwrap();
+    q.read(1, 0, vec![0; 512], 1).unwrap();
+    let r = wait_one(&mut q);
+    assert_eq!((r.status.sct.0, r.status.sc), (3, 0x02), "{:?}", r.status);
+    // An unknown ANA state is refused by the client itself; a bad listener by the target.
+    let e = rpc(&[
+        "nvmf_subsystem_listener_set_ana_state",
+        ana,
+        "-n",
+        "optimized",
+        "-t",
+        "tcp",
+        "-a",
+        "127.0.0.1",
+        "-s",
+        "1",
+    ])
+    .unwrap_err();
+    assert!(e.contains("error setting ANA state"), "{e}");
+    let saved = rpc(&["save_config"]).unwrap().to_string();
+    assert!(
+        saved.contains("nvmf_subsystem_listener_set_ana_state"),
+        "{saved}"
+    );
+    assert!(saved.contains("ptpl_file"), "{saved}");
+
+    // bdev iostat methods as spdk-rpc sends them.
+    rpc(&["bdev_set_qd_sampling_period", "Malloc0", "1000"]).unwrap();
+    let s = rpc(&["bdev_get_iostat", "--names", "Malloc0", "-c"]).unwrap();
+    assert!(s["channels"].is_array(), "{s}");
+    rpc(&["bdev_reset_iostat", "-b", "Malloc0", "-m", "all"]).unwrap();
+    let s = rpc(&["bdev_get_iostat", "--names", "Malloc0"]).unwrap();
+    assert_eq!(s["bdevs"][0]["num_read_ops"], 0, "{s}");
+    let _ = c.process_admin_completions();
+}
