@@ -367,6 +367,43 @@ mod tests {
     }
 
     #[test]
+    fn parses_secrets_generated_by_nvme_cli() {
+        // `nvme gen-dhchap-key --hmac=N` (nvme-cli 2.3), for N = 0..3, and `--key-length=64`.
+        let cases = [
+            (
+                "DHHC-1:00:s4m/0hbMVOW1wR7ce/qn5cOY9jOX1m2lr3KTqqjKXrN95VWe:",
+                0,
+                32,
+            ),
+            (
+                "DHHC-1:01:EW61IunQx6J0JUt3cmwY/U6YZ8UWsM3uFeVSn2vAtCJD67xk:",
+                1,
+                32,
+            ),
+            (
+                "DHHC-1:02:iayqW+NRp1nT0cDtNlJGtc05xEQMcOF3srxpFSpfWS/q3nDvPiYPAByEE6zR+urMDW32dA==:",
+                2,
+                48,
+            ),
+            (
+                "DHHC-1:03:W+AwYlQlV+Qez21FQGn55OfyVCx9QwgdSEeDcElqyUAbO+P+lzNgeOrlXTSAjtyP0xBacyw2B8/w8yfxqQAamyD8Qvo=:",
+                3,
+                64,
+            ),
+            (
+                "DHHC-1:00:u2wrHf0drUVOZMEBmckhHK3cYuEAhQUEJKookCd9YGU7y4D3CwFBo957iuvBxC0+R65j/U14/k3E+PcJPZ1IDzd5J4s=:",
+                0,
+                64,
+            ),
+        ];
+        for (text, hmac, len) in cases {
+            let k = DhchapKey::parse(text).unwrap();
+            assert_eq!((k.hmac, k.secret.len()), (hmac, len), "{text}");
+            assert_eq!(k.to_text(), text);
+        }
+    }
+
+    #[test]
     fn crc_is_ieee_crc32_as_nvme_cli() {
         // CRC-32/ISO-HDLC check value ("123456789" -> CBF43926), the CRC nvme-cli, the
         // kernel (crc32_le with ~0 in/out) and SPDK (spdk_crc32_ieee_update) use.

@@ -941,3 +941,35 @@ fn get_qpairs_shows_auth_state_and_set_keys_changes_the_key() {
     .unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (-22, "Invalid argument"));
 }
+
+#[test]
+fn every_ffdhe_group_agrees_on_a_padded_secret() {
+    for g in [
+        DhGroup::Ffdhe2048,
+        DhGroup::Ffdhe3072,
+        DhGroup::Ffdhe4096,
+        DhGroup::Ffdhe6144,
+        DhGroup::Ffdhe8192,
+    ] {
+        let p = g.prime().unwrap();
+        assert_eq!(p.bits() as usize, g.size() * 8, "{g:?}");
+        let a = DhKey::generate(g).unwrap();
+        let b = DhKey::generate(g).unwrap();
+        assert_eq!(a.public().len(), g.size());
+        let z = a.shared_secret(b.public()).unwrap();
+        assert_eq!(z.len(), g.size());
+        assert_eq!(z, b.shared_secret(a.public()).unwrap(), "{g:?}");
+    }
+}
+
+#[test]
+fn ffdhe8192_sha512_authenticates() {
+    let k = key(3, 64, 21);
+    let (env, _d) = auth_env(&k, None);
+    let (h, _) = connect_admin_auth(&env);
+    // What the Linux host offers: all hashes and groups; the strongest pair wins.
+    assert_eq!(
+        authenticate(&env, &h, &cfg(k, &[1, 2, 3], &[0, 1, 2, 3, 4, 5])),
+        HostResult::Ok(3, 5)
+    );
+}
