@@ -17,6 +17,7 @@ use nvmf::{NvmfError, Qpair};
 use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 const RECV_BUF: usize = 64 * 1024;
 /// Stop reading from a host that does not read its responses once this much is queued.
@@ -33,7 +34,14 @@ struct Entry {
     closed: bool,
     /// The readiness `intr` waits for: (readable, writable).
     events: (bool, bool),
+    /// When the connection was first seen terminating or its qpair disconnected: its last
+    /// output (a TermReq, a final response) gets [`CLOSE_FLUSH_LIMIT`] to reach a host that does
+    /// not read, then the socket closes and the output's data buffers go back to their pools.
+    closing_since: Option<Instant>,
 }
+
+/// How long a terminating or disconnected connection may hold unsent output.
+const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 /// The TCP transport's poll group.
 pub struct TcpPollGroup {
@@ -107,11 +115,22 @@ impl Entry {
                 return true;
             }
         }
-        if (self.conn.state() == ConnState::Terminating || self.qpair.is_disconnected())
-            && self.conn.out_queue().is_empty()
-        {
-            self.close();
-            busy = true;
+        if self.conn.state() == ConnState::Terminating || self.qpair.is_disconnected() {
+            let since = *self.closing_since.get_or_insert_with(Instant::now);
+            if self.conn.out_queue().is_empty() {
+                self.close();
+                busy = true;
+            } else if since.elapsed() >= CLOSE_FLUSH_LIMIT {
+                tracing::info!(
+                    unsent = self.conn.out_queue().len(),
+                    "NVMe/TCP connection closed with output the host did not read"
+                );
+                self.close();
+                busy = true;
+            } else {
+                // Check again soon even if the socket stays blocked (interrupt mode sleeps).
+                busy = true;
+            }
         }
         self.update_events();
         busy
@@ -177,6 +196,7 @@ impl TransportPollGroup for TcpPollGroup {
             qpair,
             closed: false,
             events: (true, false),
+            closing_since: None,
         });
         Ok(())
     }
