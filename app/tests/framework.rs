@@ -439,7 +439,15 @@ fn spdk_rpc_client_drives_the_target_with_spdk_shapes() {
         .collect();
     assert_eq!(
         names,
-        ["scheduler", "sock", "iobuf", "keyring", "accel", "bdev", "nvmf"]
+        [
+            "scheduler",
+            "sock",
+            "iobuf",
+            "keyring",
+            "accel",
+            "bdev",
+            "nvmf"
+        ]
     );
     let r = common::spdk_rpc_call(s, &["framework_get_reactors"]).unwrap();
     assert_eq!(r["reactors"].as_array().unwrap().len(), 2);
@@ -460,7 +468,15 @@ fn spdk_rpc_client_drives_the_target_with_spdk_shapes() {
         .collect();
     assert_eq!(
         saved_subs,
-        ["scheduler", "sock", "iobuf", "keyring", "accel", "bdev", "nvmf"]
+        [
+            "scheduler",
+            "sock",
+            "iobuf",
+            "keyring",
+            "accel",
+            "bdev",
+            "nvmf"
+        ]
     );
     // What spdk-rpc saved starts a new target with the same bdev.
     drop(t);
