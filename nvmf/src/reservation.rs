@@ -115,7 +115,8 @@ impl Outcome {
 pub struct ReservationState {
     registrants: Vec<Registrant>,
     rtype: ReservationType,
-    /// Holder of a reservation that is not of an "all registrants" type.
+    /// Holder of the reservation: the acquiring host, or in an "all registrants" type a
+    /// registrant that stands for all of them (SPDK `ns->holder`); always a registrant.
     holder: Option<HostId>,
     generation: u32,
     /// The namespace has a `ptpl_file` (RESCAP bit 0).
@@ -223,20 +224,25 @@ impl ReservationState {
         self.holder = None;
     }
 
-    /// Removes registrant `i`; the reservation goes with its holder (or with the last
-    /// registrant of an "all registrants" type), as SPDK
-    /// `nvmf_ns_reservation_check_release_on_remove_registrant`.
+    /// Removes registrant `i`, as SPDK `nvmf_ns_reservation_check_release_on_remove_registrant`:
+    /// in an "all registrants" type the reservation passes to the first remaining
+    /// registrant (released with the last one); in the other types it is released when its
+    /// holder goes. The caller sends the release notifications the spec asks for.
     fn remove(&mut self, i: usize) {
         let gone = self.registrants.remove(i);
         if self.rtype.0 == 0 {
             return;
         }
-        let release = if all_regs(self.rtype) {
-            self.registrants.is_empty()
-        } else {
-            self.holder == Some(gone.hostid)
-        };
-        if release {
+        if all_regs(self.rtype) {
+            match self.registrants.first() {
+                None => self.release_reservation(),
+                Some(next) => {
+                    if self.holder.is_none_or(|h| h == gone.hostid) {
+                        self.holder = Some(next.hostid);
+                    }
+                }
+            }
+        } else if self.holder == Some(gone.hostid) {
             self.release_reservation();
         }
     }
@@ -264,7 +270,9 @@ impl ReservationState {
             return true;
         }
         let registrant = self.is_registrant(host);
-        if (all_regs(t) && registrant) || self.holder.as_ref() == Some(host) {
+        // The holder passes only while registered: a preempted or unregistered former holder
+        // is fenced like any other host.
+        if registrant && (all_regs(t) || self.holder.as_ref() == Some(host)) {
             return true;
         }
         let exclusive_access = t == ReservationType::EXCLUSIVE_ACCESS;
@@ -722,6 +730,8 @@ impl ReservationState {
                     ));
                 }
             }
+        } else if all_regs(rtype) {
+            state.holder = state.registrants.first().map(|r| r.hostid);
         }
         Ok(state)
     }
@@ -1033,6 +1043,73 @@ mod tests {
             s.acquire(&A, args(RACQA_PREEMPT, 1), 11, 0).status,
             conflict()
         );
+    }
+
+    #[test]
+    fn all_registrants_holder_preempted_by_key_is_fenced_and_holder_passes_on() {
+        let mut s = ReservationState::default();
+        s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10);
+        s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 20);
+        assert!(s.acquire(&A, args(RACQA_ACQUIRE, 5), 10, 0).changed);
+        let out = s.acquire(&B, args(RACQA_PREEMPT, 5), 20, 10);
+        assert_eq!(out.status, Status::SUCCESS);
+        assert_eq!(out.preempted, vec![A]);
+        assert!(!s.is_registrant(&A));
+        assert_eq!(s.rtype(), ReservationType::WRITE_EXCLUSIVE_ALL_REGS);
+        assert_eq!(s.holder, Some(B));
+        // A is no longer a registrant: Write Exclusive - All Registrants lets it read only.
+        assert!(!s.allows(&A, NvmOpcode::WRITE, 0));
+        assert!(!s.allows(&A, NvmOpcode::WRITE_ZEROES, 0));
+        assert!(s.allows(&A, NvmOpcode::READ, 0));
+        assert!(s.allows(&B, NvmOpcode::WRITE, 0));
+    }
+
+    #[test]
+    fn all_registrants_holder_that_unregisters_loses_access_and_holder_passes_on() {
+        let mut s = ReservationState::default();
+        s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10);
+        s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 20);
+        s.register(&C, 3, args(RREGA_REGISTER, 0), 0, 30);
+        s.acquire(&A, args(RACQA_ACQUIRE, 6), 10, 0);
+        let out = s.register(&A, 1, args(RREGA_UNREGISTER, 0), 10, 0);
+        assert_eq!(out.status, Status::SUCCESS);
+        assert_eq!(out.notices, Vec::new());
+        assert_eq!(s.rtype(), ReservationType::EXCLUSIVE_ACCESS_ALL_REGS);
+        assert_eq!(s.holder, Some(B));
+        assert!(!s.allows(&A, NvmOpcode::READ, 0));
+        assert!(!s.allows(&A, NvmOpcode::WRITE, 0));
+        assert!(s.allows(&B, NvmOpcode::WRITE, 0) && s.allows(&C, NvmOpcode::READ, 0));
+        // The new holder leaves too: the holder moves to C; the last one releases.
+        s.register(&B, 2, args(RREGA_UNREGISTER, 0), 20, 0);
+        assert_eq!(s.holder, Some(C));
+        s.register(&C, 3, args(RREGA_UNREGISTER, 0), 30, 0);
+        assert_eq!((s.rtype(), s.holder), (ReservationType(0), None));
+        assert!(s.allows(&A, NvmOpcode::WRITE, 0));
+    }
+
+    #[test]
+    fn self_preempt_into_all_registrants_type_then_preempted_holder_is_fenced() {
+        let mut s = ReservationState::default();
+        s.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10);
+        s.register(&B, 2, args(RREGA_REGISTER, 0), 0, 20);
+        s.acquire(&A, args(RACQA_ACQUIRE, 1), 10, 0);
+        // The holder preempts itself into Write Exclusive - All Registrants.
+        let out = s.acquire(&A, args(RACQA_PREEMPT, 5), 10, 10);
+        assert_eq!(out.status, Status::SUCCESS);
+        assert_eq!(s.rtype(), ReservationType::WRITE_EXCLUSIVE_ALL_REGS);
+        assert!(s.is_holder(&A) && s.is_holder(&B));
+        // B removes A by its key: A must lose write access.
+        let out = s.acquire(&B, args(RACQA_PREEMPT, 5), 20, 10);
+        assert_eq!(out.preempted, vec![A]);
+        assert_eq!(s.holder, Some(B));
+        assert!(!s.allows(&A, NvmOpcode::WRITE, 0));
+        assert!(s.allows(&B, NvmOpcode::WRITE, 0));
+        // In a single-holder type, a holder that is no longer registered never passes.
+        let mut t = ReservationState::default();
+        t.register(&A, 1, args(RREGA_REGISTER, 0), 0, 10);
+        t.acquire(&A, args(RACQA_ACQUIRE, 2), 10, 0);
+        t.register(&A, 1, args(RREGA_UNREGISTER, 0), 10, 0);
+        assert_eq!((t.rtype(), t.holder), (ReservationType(0), None));
     }
 
     #[test]
