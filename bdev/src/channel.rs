@@ -421,8 +421,10 @@ impl ChanCore {
         env::PollStatus::from_busy(busy)
     }
 
-    /// Resubmits the writes held by range locks once the locks changed.
-    fn retry_locked(self: &Rc<Self>) -> bool {
+    /// Resubmits the writes held by range locks once the locks changed (from the unlock's
+    /// message, or the poller as a fallback), in their order; one whose descriptor closed
+    /// meanwhile completes `Aborted` instead of reaching the module.
+    pub(crate) fn retry_locked(self: &Rc<Self>) -> bool {
         if self.locked.borrow().is_empty() {
             return false;
         }
@@ -432,7 +434,13 @@ impl ChanCore {
         }
         self.locked_gen.set(g);
         let waiting: Vec<_> = self.locked.borrow_mut().drain(..).collect();
+        self.bdev.locks.unheld(waiting.len());
         for (desc, inner) in waiting {
+            if desc.closed.load(Ordering::Acquire) {
+                tracing::debug!(bdev = %self.bdev_name(), io_type = ?inner.request.io_type(), "I/O held by a range lock aborted: descriptor closed");
+                self.push_completion(inner, IoStatus::Aborted);
+                continue;
+            }
             self.start(&desc, inner);
         }
         true
@@ -494,6 +502,7 @@ impl Drop for ChanCore {
             + self.nomem.get_mut().len()
             + self.qos_queue.get_mut().len()
             + self.locked.get_mut().len();
+        self.bdev.locks.unheld(self.locked.get_mut().len());
         if pending > 0 {
             tracing::warn!(bdev = %self.bdev.props.name, pending, "bdev channel destroyed with queued I/O");
         }

@@ -44,15 +44,21 @@ static NEXT_LOCK_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct RangeLocks {
     count: AtomicUsize,
     generation: AtomicU64,
+    /// I/O held behind a lock on any channel of the bdev. Raised under `ranges` by the check
+    /// that holds an I/O and read under it by [`RangeLocks::unlock`], so an unlock either sees
+    /// the held I/O or happens before its check (which then does not hold it).
+    held: AtomicUsize,
     /// `(lock id, first block, end block)`.
     ranges: Mutex<Vec<(u64, u64, u64)>>,
 }
 
 impl RangeLocks {
-    /// Locks `[start, end)` unless it overlaps a held range; the new lock's id.
+    /// Locks `[start, end)` unless it overlaps a held range; the new lock's id. `None` counts
+    /// the caller's I/O as held: it must park it ([`ChanCore::park_locked`]).
     fn try_lock(&self, start: u64, end: u64) -> Option<u64> {
         let mut r = lock(&self.ranges);
         if r.iter().any(|&(_, s, e)| s < end && start < e) {
+            self.held.fetch_add(1, Ordering::AcqRel);
             return None;
         }
         let id = NEXT_LOCK_ID.fetch_add(1, Ordering::Relaxed);
@@ -61,7 +67,8 @@ impl RangeLocks {
         Some(id)
     }
 
-    fn unlock(&self, id: u64) {
+    /// Releases lock `id`; true when I/O is held on some channel (it must be told to retry).
+    fn unlock(&self, id: u64) -> bool {
         let mut r = lock(&self.ranges);
         let before = r.len();
         r.retain(|&(i, _, _)| i != id);
@@ -69,6 +76,17 @@ impl RangeLocks {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.held.load(Ordering::Acquire) > 0
+    }
+
+    /// `n` held I/Os left their channel's queue (retried or dropped).
+    pub(crate) fn unheld(&self, n: usize) {
+        // Never below zero: a failed update is only a missed decrement, never a lost wakeup.
+        let _ = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                Some(h.saturating_sub(n))
+            });
     }
 
     /// Bumped at every unlock; waiting I/O is retried when it changes.
@@ -76,7 +94,8 @@ impl RangeLocks {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// True when `req` writes into a range locked by someone other than `owner`.
+    /// True when `req` writes into a range locked by someone other than `owner`; then it
+    /// counts as held and the caller must park it ([`ChanCore::park_locked`]).
     pub(crate) fn blocks(&self, req: &IoRequest, owner: u64) -> bool {
         if self.count.load(Ordering::Acquire) == 0 {
             return false;
@@ -84,10 +103,35 @@ impl RangeLocks {
         let Some((start, end)) = write_range(req) else {
             return false;
         };
-        lock(&self.ranges)
+        let r = lock(&self.ranges);
+        let blocked = r
             .iter()
-            .any(|&(id, s, e)| id != owner && s < end && start < e)
+            .any(|&(id, s, e)| id != owner && s < end && start < e);
+        if blocked {
+            self.held.fetch_add(1, Ordering::AcqRel);
+        }
+        blocked
     }
+}
+
+/// Releases range lock `id` of `core`'s bdev (SPDK `bdev_unlock_lba_range`). When I/O is held
+/// behind a lock, every channel of the bdev gets a message that retries what it holds, so a
+/// channel whose reactor sleeps (interrupt mode) still resubmits it; the channel pollers'
+/// generation check stays as a fallback for a Thread the message cannot reach.
+pub(crate) fn release(core: &Rc<ChanCore>, id: u64) {
+    let bdev = core.bdev_arc();
+    if !bdev.locks.unlock(id) {
+        return;
+    }
+    env::for_each_channel(
+        bdev,
+        |ch| {
+            if let Some(c) = ch.core() {
+                c.retry_locked();
+            }
+        },
+        || {},
+    );
 }
 
 /// The block range a request writes, for the types SPDK holds behind a range lock.
@@ -357,7 +401,7 @@ fn run_locked(core: &Rc<ChanCore>, desc: &Arc<DescShared>, parent: IoInner, lock
         write,
     } = request
     else {
-        core.bdev_arc().locks.unlock(lock_id);
+        release(core, lock_id);
         return cb(IoCompletion {
             status: IoStatus::Failed,
             request,
@@ -372,7 +416,7 @@ fn run_locked(core: &Rc<ChanCore>, desc: &Arc<DescShared>, parent: IoInner, lock
             None => IoVecs::new(),
         };
         let unlock_and_complete = move |c: &Rc<ChanCore>, status, compare, write| {
-            c.bdev_arc().locks.unlock(lock_id);
+            release(c, lock_id);
             cb(IoCompletion {
                 status,
                 request: IoRequest::CompareAndWrite {

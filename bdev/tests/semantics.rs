@@ -478,6 +478,90 @@ fn compare_and_write_locks_its_range_on_every_channel() {
     );
 }
 
+/// Polls the Threads as interrupt-mode reactors run them (one Thread per reactor): a Thread is
+/// polled only when woken — listed in `woken` (an event such as a module completion), a
+/// message queued for it, a periodic poller due — or while its last poll was busy. A Thread
+/// that went idle sleeps however many always-on pollers it has. Panics if the Threads never
+/// all go to sleep (bounded).
+fn poll_as_interrupt_mode(tt: &TestThreads, woken: &[usize]) {
+    let mut awake: Vec<bool> = (0..tt.len()).map(|i| woken.contains(&i)).collect();
+    for _ in 0..10_000 {
+        let mut polled = false;
+        for (i, a) in awake.iter_mut().enumerate() {
+            let t = tt.thread(i);
+            let due = t.next_timer_deadline().is_some_and(|d| d <= tt.now());
+            if *a || t.has_pending_work() || due {
+                *a = tt.poll_thread(i) == env::PollStatus::Busy;
+                polled = true;
+            }
+        }
+        if !polled {
+            return;
+        }
+    }
+    panic!("threads never went to sleep");
+}
+
+#[test]
+fn write_held_by_a_range_lock_is_woken_by_the_unlock_message_in_interrupt_mode() {
+    let tt = TestThreads::new(2);
+    let ops = mem("sem_caw_wake", 0);
+    fill(&ops, 8, 0x10);
+    let (_d, ch0, ch1) = two_channels(&tt, "sem_caw_wake");
+    ops.hold(&[IoType::Read]);
+    let c0: Slot = Slot::default();
+    ch0.compare_and_write(block(0x10), block(0x20), 8, 1, sink(&c0));
+    poll_as_interrupt_mode(&tt, &[0]);
+    assert_eq!(ops.seen(IoType::Read), 1);
+    // Thread 1's write into the locked block is held; Thread 1 then sleeps.
+    tt.set_current(1);
+    let w1: Slot = Slot::default();
+    ch1.write(block(0x99), 8, 1, sink(&w1));
+    poll_as_interrupt_mode(&tt, &[1]);
+    assert!(w1.borrow().is_empty());
+    assert_eq!(ops.seen(IoType::Write), 0);
+    assert!(!tt.thread(1).has_pending_work());
+    // The module completes the compare's read on Thread 0 (only Thread 0 is woken): the
+    // compare-and-write writes 0x20 and unlocks; the unlock's message wakes Thread 1, whose
+    // held write then runs.
+    ops.hold(&[]);
+    ops.execute(held().pop().unwrap());
+    poll_as_interrupt_mode(&tt, &[0]);
+    assert_eq!(statuses(&c0), vec![IoStatus::Success]);
+    assert_eq!(statuses(&w1), vec![IoStatus::Success]);
+    assert_eq!(ops.seen(IoType::Write), 2);
+    assert_eq!(ops.data.lock().unwrap()[8 * BS..9 * BS], [0x99; BS]);
+    assert_eq!(ch1.outstanding(), 0);
+}
+
+#[test]
+fn write_held_by_a_range_lock_is_aborted_when_its_descriptor_closed_meanwhile() {
+    let tt = TestThreads::new(2);
+    let ops = mem("sem_caw_closed", 0);
+    fill(&ops, 8, 0x10);
+    let (d, ch0, ch1) = two_channels(&tt, "sem_caw_closed");
+    ops.hold(&[IoType::Read]);
+    let c0: Slot = Slot::default();
+    ch0.compare_and_write(block(0x10), block(0x20), 8, 1, sink(&c0));
+    tt.poll_threads();
+    tt.set_current(1);
+    let w1: Slot = Slot::default();
+    ch1.write(block(0x99), 8, 1, sink(&w1));
+    tt.poll_threads();
+    assert!(w1.borrow().is_empty());
+    // The descriptor closes while the write is held; then the lock is released. The
+    // compare-and-write's own write is refused (Aborted, so it fails), the held write
+    // completes Aborted, and no write reaches the module.
+    drop(d);
+    ops.hold(&[]);
+    ops.execute(held().pop().unwrap());
+    tt.poll_threads();
+    assert_eq!(statuses(&c0), vec![IoStatus::Failed]);
+    assert_eq!(statuses(&w1), vec![IoStatus::Aborted]);
+    assert_eq!(ops.seen(IoType::Write), 0);
+    assert_eq!(ops.data.lock().unwrap()[8 * BS..9 * BS], [0x10; BS]);
+}
+
 /// Calls an RPC on the current Thread and returns its answer after polling.
 fn rpc_call(tt: &TestThreads, reg: &rpc::RpcRegistry, method: &str, params: Value) -> Value {
     let out: Rc<RefCell<Option<Result<Value, rpc::RpcError>>>> = Rc::default();
