@@ -13,7 +13,11 @@
 //! Lock scope (SPDK `bdev_lock_lba_range`): the lock covers the whole bdev. Once taken, writes
 //! (write, unmap, write zeroes, copy destination) that overlap the range on *any* channel, and
 //! other emulated compare-and-writes overlapping it, wait and are resubmitted in order when it
-//! is released; reads are not held (SPDK's rule). Before the compare starts, the lock waits
+//! is released: the release sends every channel a message that retries what it holds (SPDK
+//! `bdev_unlock_lba_range`), so a sleeping interrupt-mode reactor wakes for it, and a held
+//! write whose descriptor closed meanwhile completes `Aborted`. Reads are not held (SPDK's
+//! rule). A compare-and-write that cannot wait for the writes in flight (submitted off a
+//! Thread) releases its lock and completes `Failed` rather than run unprotected. Before the compare starts, the lock waits
 //! until no overlapping write submitted earlier is still at the module, waiting for a
 //! no-memory retry or held by QoS on any channel (rechecked every [`LOCK_CHECK_PERIOD`]).
 //! While any lock exists, each write takes the bdev's lock-list mutex once to check for
@@ -350,9 +354,8 @@ fn wait_drained(l: Locking) {
     let next = match next {
         Ok(n) => n,
         Err(e) => {
-            tracing::error!(error = %e, "compare-and-write lock: not waiting for writes");
             if let Some(l) = slot.borrow_mut().take() {
-                run_locked(&l.core, &l.desc, l.parent, l.id);
+                fail_locked(l, &e.to_string());
             }
             return;
         }
@@ -385,11 +388,17 @@ fn recheck_later(l: Locking) {
     );
     match poller {
         Ok(p) => *waiting.borrow_mut() = Some((l, Some(p))),
-        Err(e) => {
-            tracing::error!(error = %e, "compare-and-write lock: cannot poll; not waiting for writes");
-            run_locked(&l.core, &l.desc, l.parent, l.id);
-        }
+        Err(e) => fail_locked(l, &e.to_string()),
     }
+}
+
+/// A compare-and-write whose lock cannot wait for writes in flight (no Thread to wait on):
+/// rather than run unprotected it releases the lock and completes `Failed` from the
+/// channel's poller (never inside the submission).
+fn fail_locked(l: Locking, reason: &str) {
+    tracing::error!(bdev = %l.core.bdev_name(), reason, "compare-and-write cannot wait for overlapping writes; failing it");
+    release(&l.core, l.id);
+    l.core.push_completion(l.parent, IoStatus::Failed);
 }
 
 fn run_locked(core: &Rc<ChanCore>, desc: &Arc<DescShared>, parent: IoInner, lock_id: u64) {

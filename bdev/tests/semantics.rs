@@ -562,6 +562,31 @@ fn write_held_by_a_range_lock_is_aborted_when_its_descriptor_closed_meanwhile() 
     assert_eq!(ops.data.lock().unwrap()[8 * BS..9 * BS], [0x10; BS]);
 }
 
+#[test]
+fn compare_and_write_submitted_off_a_thread_fails_without_touching_the_data() {
+    let tt = TestThreads::new(2);
+    let ops = mem("sem_caw_nothread", 0);
+    fill(&ops, 8, 0x10);
+    let (_d, ch0, _ch1) = two_channels(&tt, "sem_caw_nothread");
+    // Off a Thread the lock cannot wait for writes in flight: the compare-and-write fails
+    // (later, from the channel's poller) instead of running unprotected, and releases its lock.
+    tt.clear_current();
+    let c0: Slot = Slot::default();
+    ch0.compare_and_write(block(0x10), block(0x20), 8, 1, sink(&c0));
+    assert!(c0.borrow().is_empty());
+    tt.poll_threads();
+    assert_eq!(statuses(&c0), vec![IoStatus::Failed]);
+    assert_eq!(ops.seen(IoType::Read), 0);
+    assert_eq!(ops.seen(IoType::Write), 0);
+    assert_eq!(ops.data.lock().unwrap()[8 * BS..9 * BS], [0x10; BS]);
+    tt.set_current(0);
+    let w: Slot = Slot::default();
+    ch0.write(block(0x55), 8, 1, sink(&w));
+    tt.poll_threads();
+    assert_eq!(statuses(&w), vec![IoStatus::Success]);
+    assert_eq!(ops.data.lock().unwrap()[8 * BS], 0x55);
+}
+
 /// Calls an RPC on the current Thread and returns its answer after polling.
 fn rpc_call(tt: &TestThreads, reg: &rpc::RpcRegistry, method: &str, params: Value) -> Value {
     let out: Rc<RefCell<Option<Result<Value, rpc::RpcError>>>> = Rc::default();
