@@ -40,6 +40,7 @@ pub(crate) struct ChanCore {
     io_limit: u64,
     poller: RefCell<Option<env::Poller>>,
     /// A bdev reset is in progress (SPDK `BDEV_CH_RESET_IN_PROGRESS`): new I/O is aborted.
+    /// Starts false even while a reset runs, as SPDK's `bdev_channel_create`.
     frozen: Cell<bool>,
     /// The reset in progress, when it was submitted on this channel.
     pub(crate) active_reset: RefCell<Option<ActiveReset>>,

@@ -17,11 +17,17 @@
 //!                                                then the reset itself completes
 //! ```
 //!
+//! A channel created while a reset runs starts unfrozen and its I/O reaches the module (SPDK
+//! v25.09 `bdev_channel_create` clears the channel flags whatever `reset_in_progress` is).
+//! A reset that cannot be set up (submitted off a Thread) completes `Failed` from the
+//! channel's poller without freezing anything or touching a reset in progress.
+//!
 //! One reset per bdev at a time; a reset holds its channel (the env channel reference) until it
 //! completes, so the channel outlives a consumer that drops its handle meanwhile. I/O already at
 //! the module when the reset starts is not aborted by the layer (the module's reset deals with
 //! it, as in SPDK).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,7 +57,9 @@ pub(crate) struct ActiveReset {
     poller: Option<env::Poller>,
 }
 
-/// Starts a reset submitted on `core` (validated, not frozen-aborted).
+/// Starts a reset submitted on `core` (validated, not frozen-aborted). A reset that cannot be
+/// set up (no Thread to run its callbacks on) completes `Failed` from the channel's poller and
+/// changes nothing: no channel is frozen and a reset in progress is left alone.
 pub(crate) fn start(core: &Rc<ChanCore>, inner: IoInner) {
     let ch_ref = match env::get_io_channel(core.bdev_arc()) {
         Ok(ch) if ch.is_core(core) => ch,
@@ -62,20 +70,40 @@ pub(crate) fn start(core: &Rc<ChanCore>, inner: IoInner) {
     };
     let mut ctl = lock(&core.bdev_arc().reset);
     if ctl.in_progress {
-        let c = Rc::clone(core);
+        // The request waits in a slot the callback shares, so it is not lost if the callback
+        // cannot be created.
+        let slot = Rc::new(RefCell::new(Some(inner)));
+        let (c, s2) = (Rc::clone(core), Rc::clone(&slot));
         let cb = LocalCallback::new(move |status: IoStatus| {
             let _keep = ch_ref;
-            c.finish(inner, status);
+            if let Some(i) = s2.borrow_mut().take() {
+                c.finish(i, status);
+            }
         });
         match cb {
             Ok(cb) => {
                 tracing::debug!(bdev = %core.bdev_name(), "reset queued behind the one in progress");
                 ctl.queued.push(cb);
             }
-            Err(e) => tracing::error!(error = %e, "queued reset lost: not on a thread"),
+            Err(e) => {
+                drop(ctl);
+                tracing::error!(bdev = %core.bdev_name(), error = %e, "reset cannot wait for the one in progress; failing it");
+                if let Some(i) = slot.borrow_mut().take() {
+                    core.push_completion(i, IoStatus::Failed);
+                }
+            }
         }
         return;
     }
+    let c = Rc::clone(core);
+    let next = match LocalCallback::new(move |()| after_freeze(&c)) {
+        Ok(n) => n,
+        Err(e) => {
+            drop(ctl);
+            tracing::error!(bdev = %core.bdev_name(), error = %e, "reset cannot be started; failing it");
+            return core.push_completion(inner, IoStatus::Failed);
+        }
+    };
     ctl.in_progress = true;
     drop(ctl);
     tracing::info!(bdev = %core.bdev_name(), "bdev reset started: freezing channels");
@@ -84,11 +112,6 @@ pub(crate) fn start(core: &Rc<ChanCore>, inner: IoInner) {
         _ch_ref: ch_ref,
         poller: None,
     });
-    let c = Rc::clone(core);
-    let next = match LocalCallback::new(move |()| after_freeze(&c)) {
-        Ok(n) => n,
-        Err(_) => return complete(core, IoStatus::Failed),
-    };
     env::for_each_channel(
         core.bdev_arc(),
         |ch| {
@@ -175,8 +198,23 @@ fn submit_to_module(core: &Rc<ChanCore>) {
 pub(crate) fn complete(core: &Rc<ChanCore>, status: IoStatus) {
     let c = Rc::clone(core);
     let next = LocalCallback::new(move |()| finish(&c, status));
-    let Ok(next) = next else {
-        return finish(core, status);
+    let next = match next {
+        Ok(n) => n,
+        Err(e) => {
+            // Not reached from the layer's own callers (all run on the channel's Thread); if
+            // it were, the channels are still unfrozen, then the reset completes.
+            tracing::error!(bdev = %core.bdev_name(), error = %e, "reset completion off a Thread; not waiting for the unfreeze");
+            env::for_each_channel(
+                core.bdev_arc(),
+                |ch| {
+                    if let Some(c) = ch.core() {
+                        c.unfreeze();
+                    }
+                },
+                || {},
+            );
+            return finish(core, status);
+        }
     };
     env::for_each_channel(
         core.bdev_arc(),

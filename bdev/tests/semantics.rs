@@ -587,6 +587,70 @@ fn compare_and_write_submitted_off_a_thread_fails_without_touching_the_data() {
     assert_eq!(ops.data.lock().unwrap()[8 * BS], 0x55);
 }
 
+#[test]
+fn reset_submitted_off_a_thread_fails_later_and_leaves_the_reset_in_progress_alone() {
+    let tt = TestThreads::new(2);
+    let ops = mem("sem_reset_nothread", 0);
+    let (_d, ch0, ch1) = two_channels(&tt, "sem_reset_nothread");
+    // No reset in progress: it fails from the poller, nothing is frozen, the module sees none.
+    tt.clear_current();
+    let r0: Slot = Slot::default();
+    ch0.reset(sink(&r0));
+    assert!(r0.borrow().is_empty());
+    assert!(!ch0.is_frozen() && !ch1.is_frozen());
+    tt.poll_threads();
+    assert_eq!(statuses(&r0), vec![IoStatus::Failed]);
+    assert_eq!(ops.seen(IoType::Reset), 0);
+    // With a reset in progress (held by the module), one off a Thread fails on its own and the
+    // first keeps the channels frozen until it completes with the module's status.
+    ops.hold(&[IoType::Reset]);
+    tt.set_current(0);
+    let r1: Slot = Slot::default();
+    ch0.reset(sink(&r1));
+    tt.poll_threads();
+    assert!(ch0.is_frozen() && ch1.is_frozen());
+    tt.clear_current();
+    let r2: Slot = Slot::default();
+    ch1.reset(sink(&r2));
+    tt.poll_threads();
+    assert_eq!(statuses(&r2), vec![IoStatus::Failed]);
+    assert!(r1.borrow().is_empty());
+    assert!(ch0.is_frozen() && ch1.is_frozen());
+    held().pop().unwrap().complete(IoStatus::Success);
+    tt.poll_threads();
+    assert_eq!(statuses(&r1), vec![IoStatus::Success]);
+    assert_eq!(statuses(&r2), vec![IoStatus::Failed]);
+    assert!(!ch0.is_frozen() && !ch1.is_frozen());
+    assert_eq!(ops.seen(IoType::Reset), 1);
+}
+
+#[test]
+fn channel_created_during_a_reset_starts_unfrozen_as_spdk() {
+    // SPDK v25.09 `bdev_channel_create` sets `ch->flags = 0` whatever `reset_in_progress` is:
+    // a channel created while a reset runs is not frozen and its I/O reaches the module.
+    let tt = TestThreads::new(3);
+    let ops = mem("sem_reset_newch", 0);
+    let (d, ch0, ch1) = two_channels(&tt, "sem_reset_newch");
+    ops.hold(&[IoType::Reset]);
+    let r: Slot = Slot::default();
+    ch0.reset(sink(&r));
+    tt.poll_threads();
+    assert!(ch0.is_frozen() && ch1.is_frozen());
+    tt.set_current(2);
+    let ch2 = d.get_io_channel().unwrap();
+    assert!(!ch2.is_frozen());
+    let w: Slot = Slot::default();
+    ch2.write(block(0x42), 3, 1, sink(&w));
+    tt.poll_threads();
+    assert_eq!(statuses(&w), vec![IoStatus::Success]);
+    assert_eq!(ops.data.lock().unwrap()[3 * BS], 0x42);
+    assert!(ch0.is_frozen() && ch1.is_frozen() && !ch2.is_frozen());
+    held().pop().unwrap().complete(IoStatus::Success);
+    tt.poll_threads();
+    assert_eq!(statuses(&r), vec![IoStatus::Success]);
+    assert!(!ch0.is_frozen() && !ch1.is_frozen() && !ch2.is_frozen());
+}
+
 /// Calls an RPC on the current Thread and returns its answer after polling.
 fn rpc_call(tt: &TestThreads, reg: &rpc::RpcRegistry, method: &str, params: Value) -> Value {
     let out: Rc<RefCell<Option<Result<Value, rpc::RpcError>>>> = Rc::default();
