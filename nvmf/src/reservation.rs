@@ -53,6 +53,9 @@ const CPTPL_CLEAR: u8 = 2;
 const CPTPL_PERSIST: u8 = 3;
 /// Largest `ptpl_file` accepted when a namespace is added (1 MiB).
 pub const PTPL_FILE_MAX: u64 = 1 << 20;
+/// CNTLID of a registrant restored from a `ptpl_file` (no controller of this target
+/// registered it); reported as FFFFh, as SPDK.
+pub const RESTORED_CNTLID: u16 = 0xffff;
 
 /// A 128-bit Host Identifier (Connect data HOSTID).
 pub type HostId = [u8; 16];
@@ -704,7 +707,7 @@ impl ReservationState {
             state.registrants.push(Registrant {
                 hostid,
                 rkey: r.rkey,
-                cntlid: 0,
+                cntlid: RESTORED_CNTLID,
             });
         }
         if rec.crkey != 0 && !state.registrants.iter().any(|r| r.rkey == rec.crkey) {
@@ -740,36 +743,42 @@ impl ReservationState {
 /// Loads the reservation state of a namespace with `ptpl_file` `path` whose bdev has UUID
 /// `bdev` (SPDK `nvmf_ns_reservation_load_json` + restore). A missing or empty file is an
 /// empty state (SPDK empties the file when persistence goes off). The path must name a
-/// regular file (a directory, FIFO or device is refused without being opened for reading
-/// data) of at most [`PTPL_FILE_MAX`] bytes holding one [`PtplRecord`].
+/// regular file, not a symbolic link, of at most [`PTPL_FILE_MAX`] bytes holding one
+/// [`PtplRecord`]: it is opened once with `O_NOFOLLOW | O_NONBLOCK` and the opened handle's
+/// type checked, so a directory, FIFO or device is refused before any data is read.
 pub fn load_ptpl_file(
     path: &std::path::Path,
     bdev: &uuid::Uuid,
 ) -> Result<ReservationState, NvmfError> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let shown = path.display();
     if path.file_name().is_none() {
         return Err(NvmfError::InvalidParam(format!(
             "ptpl_file '{shown}' does not name a file"
         )));
     }
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
+    // One open, checked through its handle (no check-then-open race): O_NOFOLLOW refuses
+    // a symbolic link planted at the path, O_NONBLOCK keeps a FIFO from blocking the open.
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(ReservationState::new(true));
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            tracing::error!(path = %shown, "ptpl_file is a symbolic link");
+            return Err(NvmfError::InvalidParam(format!(
+                "ptpl_file {shown} is a symbolic link, not a regular file"
+            )));
         }
         Err(e) => {
             return Err(NvmfError::InvalidParam(format!("ptpl_file {shown}: {e}")));
         }
     };
-    if !meta.is_file() {
-        return Err(NvmfError::InvalidParam(format!(
-            "ptpl_file {shown} is not a regular file"
-        )));
-    }
-    let f = std::fs::File::open(path)
-        .map_err(|e| NvmfError::InvalidParam(format!("ptpl_file {shown}: {e}")))?;
-    // The opened file itself must still be a regular file (the path may have changed).
     let meta = f
         .metadata()
         .map_err(|e| NvmfError::InvalidParam(format!("ptpl_file {shown}: {e}")))?;
@@ -804,13 +813,15 @@ pub fn load_ptpl_file(
 
 /// Writes `state` to `path` atomically (SPDK `nvmf_ns_reservation_update_json`): the
 /// compact JSON record while persistence is on, an empty file once it is off; written to a
-/// temporary file in the same directory, synced, renamed over `path`, directory synced.
+/// temporary file in the same directory (`.<name>.tmp.<pid>`, created exclusively with
+/// `O_EXCL | O_NOFOLLOW`), synced, renamed over `path`, directory synced.
 pub fn write_ptpl_file(
     path: &std::path::Path,
     state: &ReservationState,
     bdev: &uuid::Uuid,
 ) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let data = if state.ptpl {
         serde_json::to_vec(&state.to_record(bdev)).map_err(std::io::Error::other)?
     } else {
@@ -827,12 +838,27 @@ pub fn write_ptpl_file(
     tmp_name.push(name);
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
+    // The temporary file must be new (O_EXCL) and not a symbolic link (O_NOFOLLOW): in a
+    // world-writable directory a file or link planted at its name would otherwise make
+    // the target overwrite another file. A leftover (or planted) entry is unlinked (which
+    // never follows a link) and the exclusive create tried once more.
+    let create = || {
+        std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+    };
+    let f = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            tracing::warn!(tmp = %tmp.display(), "removing a stale ptpl temporary file");
+            std::fs::remove_file(&tmp)?;
+            create()
+        }
+        other => other,
+    };
+    let mut f = f?;
+    let res = (|| {
         f.write_all(&data)?;
         f.sync_all()?;
         drop(f);
@@ -986,6 +1012,56 @@ mod tests {
         // Another bdev's file is refused.
         let other = uuid::Uuid::from_bytes([0x43; 16]);
         assert!(ReservationState::restore(&rec, &other).is_err());
+    }
+
+    #[test]
+    fn restored_registrants_report_cntlid_ffffh() {
+        let bdev = uuid::Uuid::from_bytes([0x42; 16]);
+        let mut s = ReservationState::new(true);
+        s.register(&A, 7, args_cptpl(RREGA_REGISTER, 3), 0, 10);
+        let r = ReservationState::restore(&s.to_record(&bdev), &bdev).unwrap();
+        let rep = r.report_extended();
+        assert_eq!(rep.len(), REPORT_EXT_HEADER_SIZE + REPORT_EXT_ENTRY_SIZE);
+        assert_eq!(&rep[64..66], &[0xff, 0xff]);
+        assert_eq!(r.registrants()[0].cntlid, RESTORED_CNTLID);
+        // The live state keeps the registering controller's CNTLID.
+        assert_eq!(&s.report_extended()[64..66], &7u16.to_le_bytes());
+    }
+
+    #[test]
+    fn ptpl_write_does_not_follow_a_symlink_planted_at_the_temporary_name() {
+        let bdev = uuid::Uuid::from_bytes([0x42; 16]);
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("ns1.json");
+        let tmp = dir
+            .path()
+            .join(format!(".ns1.json.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let mut s = ReservationState::new(true);
+        s.register(&A, 1, args_cptpl(RREGA_REGISTER, 3), 0, 10);
+        write_ptpl_file(&path, &s, &bdev).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(std::fs::symlink_metadata(&tmp).is_err());
+        let written: PtplRecord = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written, s.to_record(&bdev));
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn ptpl_load_refuses_a_symlink_even_to_a_valid_file() {
+        let bdev = uuid::Uuid::from_bytes([0x42; 16]);
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        let mut s = ReservationState::new(true);
+        s.register(&A, 1, args_cptpl(RREGA_REGISTER, 3), 0, 10);
+        write_ptpl_file(&real, &s, &bdev).unwrap();
+        assert_eq!(load_ptpl_file(&real, &bdev).unwrap().registrants().len(), 1);
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = load_ptpl_file(&link, &bdev).unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
     }
 
     #[test]

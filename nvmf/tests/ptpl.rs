@@ -204,14 +204,15 @@ fn cptpl3_writes_spdk_json_and_a_new_target_restores_the_reservation() {
     let env2 = setup();
     assert_eq!(add_ptpl_ns(&env2, &bdev, &file).unwrap(), NSID);
     let (a2, b2) = (host(&env2, 1), host(&env2, 2));
-    // Same registrants (CNTLID 0: nobody registered through this target yet), holder, type.
+    // Same registrants (CNTLID FFFFh as SPDK: nobody registered through this target yet),
+    // holder, type.
     assert_eq!(
         report(&env2, &b2),
         padded(
             [
                 header(0, 3, 2, true),
-                entry(0, true, 0xa1, 1),
-                entry(0, false, 0xb2, 2)
+                entry(0xffff, true, 0xa1, 1),
+                entry(0xffff, false, 0xb2, 2)
             ]
             .concat()
         )
@@ -419,8 +420,8 @@ fn bad_ptpl_files_fail_the_add_and_release_the_bdev() {
         padded(
             [
                 header(0, 6, 2, true),
-                entry(0, true, 5, 1),
-                entry(0, true, 6, 2)
+                entry(0xffff, true, 5, 1),
+                entry(0xffff, true, 6, 2)
             ]
             .concat()
         )
