@@ -516,9 +516,11 @@ fn write_held_by_a_range_lock_is_woken_by_the_unlock_message_in_interrupt_mode()
     // Thread 1's write into the locked block is held; Thread 1 then sleeps.
     tt.set_current(1);
     let w1: Slot = Slot::default();
+    let c1: Slot = Slot::default();
     ch1.write(block(0x99), 8, 1, sink(&w1));
+    ch1.compare_and_write(block(0x99), block(0x33), 8, 1, sink(&c1));
     poll_as_interrupt_mode(&tt, &[1]);
-    assert!(w1.borrow().is_empty());
+    assert!(w1.borrow().is_empty() && c1.borrow().is_empty());
     assert_eq!(ops.seen(IoType::Write), 0);
     assert!(!tt.thread(1).has_pending_work());
     // The module completes the compare's read on Thread 0 (only Thread 0 is woken): the
@@ -529,8 +531,15 @@ fn write_held_by_a_range_lock_is_woken_by_the_unlock_message_in_interrupt_mode()
     poll_as_interrupt_mode(&tt, &[0]);
     assert_eq!(statuses(&c0), vec![IoStatus::Success]);
     assert_eq!(statuses(&w1), vec![IoStatus::Success]);
-    assert_eq!(ops.seen(IoType::Write), 2);
-    assert_eq!(ops.data.lock().unwrap()[8 * BS..9 * BS], [0x99; BS]);
+    // The held compare-and-write was retried after the write (submission order) and took the
+    // lock while the write was still in flight; its recheck timer wakes Thread 1, then it
+    // finds 0x99 and writes 0x33.
+    assert!(c1.borrow().is_empty());
+    tt.advance_time(Duration::from_micros(100));
+    poll_as_interrupt_mode(&tt, &[]);
+    assert_eq!(statuses(&c1), vec![IoStatus::Success]);
+    assert_eq!(ops.seen(IoType::Write), 3);
+    assert_eq!(ops.data.lock().unwrap()[8 * BS..9 * BS], [0x33; BS]);
     assert_eq!(ch1.outstanding(), 0);
 }
 
