@@ -169,16 +169,25 @@ pub struct Listener {
     /// ANA state of each ANA group (index = ANAGRPID - 1, `max_nsid` entries) for
     /// controllers connected through this listener (SPDK `listener->ana_state`).
     pub ana_states: Vec<AnaState>,
+    /// State of the groups past the end of `ana_states` (a subsystem without
+    /// `max_namespaces` grows its `max_nsid`): the state the listener was added with, or the
+    /// last one set for every group at once.
+    pub default_ana_state: AnaState,
 }
 
 impl Listener {
-    /// The ANA state of group `anagrpid` on this listener (Optimized outside the table).
+    /// The ANA state of group `anagrpid` on this listener: its entry in `ana_states`,
+    /// `default_ana_state` past the end of the table, Inaccessible for group 0 (no
+    /// namespace is in it).
     pub fn ana_state(&self, anagrpid: u32) -> AnaState {
-        anagrpid
-            .checked_sub(1)
-            .and_then(|i| self.ana_states.get(i as usize))
+        let Some(i) = anagrpid.checked_sub(1) else {
+            tracing::warn!(addr = %self.addr, "ANA state asked for group 0: inaccessible");
+            return AnaState::Inaccessible;
+        };
+        self.ana_states
+            .get(i as usize)
             .copied()
-            .unwrap_or_default()
+            .unwrap_or(self.default_ana_state)
     }
 }
 
@@ -361,7 +370,10 @@ impl Subsystem {
             .iter_mut()
             .find(|l| l.addr.same_as(addr))
             .ok_or_else(|| NvmfError::InvalidParam(format!("Unable to find listener {addr}")))?;
-        l.ana_states.resize(max as usize, AnaState::default());
+        l.ana_states.resize(max as usize, l.default_ana_state);
+        if anagrpid == 0 {
+            l.default_ana_state = state;
+        }
         let mut changed = false;
         for (i, s) in l.ana_states.iter_mut().enumerate() {
             if (anagrpid == 0 || i + 1 == anagrpid as usize) && *s != state {
@@ -520,5 +532,39 @@ mod tests {
         s.set_sn("SPDK001").unwrap();
         assert_eq!(s.serial_number, "SPDK001");
         assert!(s.set_mn("bad\u{7}").is_err());
+    }
+
+    #[test]
+    fn ana_groups_past_the_listener_table_take_its_default_state_not_optimized() {
+        let mut s = Subsystem::new("nqn.2016-06.io.spdk:cnode1", SubType::Nvme);
+        s.ana_reporting = true;
+        s.max_namespaces = 2;
+        let addr = ListenAddr::tcp("127.0.0.1", "4420");
+        s.listeners.push(Listener {
+            addr: addr.clone(),
+            secure_channel: false,
+            ana_states: vec![AnaState::Inaccessible; 2],
+            default_ana_state: AnaState::Inaccessible,
+        });
+        let l = &s.listeners[0];
+        assert_eq!(l.ana_state(2), AnaState::Inaccessible);
+        assert_eq!(l.ana_state(3), AnaState::Inaccessible);
+        assert_eq!(l.ana_state(0), AnaState::Inaccessible);
+        // Every group set at once: groups the table does not hold yet follow.
+        assert!(s.set_ana_state(&addr, AnaState::NonOptimized, 0).unwrap());
+        assert_eq!(s.listeners[0].ana_state(7), AnaState::NonOptimized);
+        // One group set after max_nsid grew: the new entries keep the default, not Optimized.
+        s.max_namespaces = 4;
+        assert!(s.set_ana_state(&addr, AnaState::Optimized, 1).unwrap());
+        assert_eq!(
+            s.listeners[0].ana_states,
+            vec![
+                AnaState::Optimized,
+                AnaState::NonOptimized,
+                AnaState::NonOptimized,
+                AnaState::NonOptimized
+            ]
+        );
+        assert_eq!(s.listeners[0].default_ana_state, AnaState::NonOptimized);
     }
 }

@@ -914,6 +914,7 @@ impl Target {
                 addr,
                 secure_channel,
                 ana_states: vec![ana_state; groups],
+                default_ana_state: ana_state,
             })
         })?;
         self.bump_genctr();
@@ -1112,13 +1113,29 @@ impl Target {
     /// the add (the bdev is released). Returns the NSID.
     pub fn add_ns_ext(&self, nqn: &str, o: NsOpts) -> Result<u32, NvmfError> {
         let bdev_name = o.bdev_name.as_str();
-        let nsid = self.with_subsystem(nqn, |s| {
+        let (nsid, anagrpid) = self.with_subsystem(nqn, |s| {
             if s.subtype == SubType::Discovery {
                 return Err(NvmfError::InvalidParam(
                     "discovery subsystem has no namespaces".into(),
                 ));
             }
-            s.pick_nsid(o.nsid)
+            let nsid = s.pick_nsid(o.nsid)?;
+            // ANA group defaults to the NSID; it must be a group of the subsystem's table
+            // (SPDK: "ANAGRPID greater than maximum NSID not allowed").
+            let anagrpid = if o.anagrpid == 0 { nsid } else { o.anagrpid };
+            let max = s.max_nsid().max(nsid);
+            if anagrpid > max {
+                tracing::error!(
+                    nqn,
+                    anagrpid,
+                    max,
+                    "ANAGRPID greater than maximum NSID not allowed"
+                );
+                return Err(NvmfError::InvalidParam(format!(
+                    "ANAGRPID {anagrpid} greater than maximum NSID {max} not allowed"
+                )));
+            }
+            Ok((nsid, anagrpid))
         })??;
         let app = self.0.app_thread.clone();
         let (tgt_id, sub) = (self.0.id, nqn.to_string());
@@ -1160,7 +1177,7 @@ impl Target {
             uuid: uuid_v,
             nguid: nguid_v,
             eui64: o.eui64.unwrap_or([0; 8]),
-            anagrpid: if o.anagrpid == 0 { nsid } else { o.anagrpid },
+            anagrpid,
             no_auto_visible: o.no_auto_visible,
             hosts: Vec::new(),
             explicit_ids: (o.uuid.is_some(), o.nguid.is_some(), o.eui64.is_some()),

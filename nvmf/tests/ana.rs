@@ -433,3 +433,39 @@ fn a_fused_pair_split_by_an_ana_change_fails_both_halves_without_writing() {
     assert_eq!(s, Status::SUCCESS);
     assert_eq!(d.unwrap(), vec![0u8; 512]);
 }
+
+#[test]
+fn namespace_with_anagrpid_above_max_nsid_is_refused_and_the_bdev_released() {
+    let env = setup();
+    env.threads.set_current(0);
+    let reg = rpc_registry(&env);
+    let b = unique("AnaGrp");
+    bdev_malloc::create(&bdev_malloc::MallocOpts::new(&b, 1024, 512)).unwrap();
+    // The subsystem holds 32 namespaces: group 33 does not exist.
+    let e = env
+        .tgt
+        .add_ns(SUBNQN, &b, 2, None, None, None, 33, false)
+        .unwrap_err();
+    assert!(matches!(e, nvmf::NvmfError::InvalidParam(_)), "{e}");
+    let r = rpc_call(
+        &env,
+        &reg,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": SUBNQN, "namespace": {"bdev_name": b, "nsid": 2, "anagrpid": 33}}),
+    );
+    let e = r.unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), (-32602, "Invalid parameters"));
+    // Nothing was added and the bdev is not claimed: group 32 is accepted.
+    let r = rpc_call(
+        &env,
+        &reg,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": SUBNQN, "namespace": {"bdev_name": b, "nsid": 2, "anagrpid": 32}}),
+    );
+    assert_eq!(r.unwrap(), json!(2));
+    let ns = env
+        .tgt
+        .with_subsystem(SUBNQN, |s| s.namespaces[&2].anagrpid)
+        .unwrap();
+    assert_eq!(ns, 32);
+}
