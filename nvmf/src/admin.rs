@@ -241,7 +241,7 @@ fn ana_feature_refusal(ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Optio
 /// Set Features Reservation Persistence (SPDK
 /// `nvmf_ctrlr_set_features_reservation_persistence`), on the app thread that owns the
 /// reservation state: one visible PTPL capable namespace, or every PTPL capable namespace
-/// for NSID FFFFFFFFh; anything else Invalid Field. Success answers Feature Identifier Not
+/// visible to the host for NSID FFFFFFFFh; anything else Invalid Field. Success answers Feature Identifier Not
 /// Saveable as SPDK. Unlike SPDK the `ptpl_file` is rewritten at once (empty when
 /// persistence goes off), so the file never claims a persistence that is off.
 fn set_reservation_persistence(
@@ -257,7 +257,13 @@ fn set_reservation_persistence(
         let res = t.with_subsystem(&subnqn, |s| {
             let mut touched = Vec::new();
             if nsid == NSID_ALL {
-                for ns in s.namespaces.values_mut() {
+                // Every namespace this host sees: a masked namespace is not the host's to
+                // change.
+                for ns in s
+                    .namespaces
+                    .values_mut()
+                    .filter(|ns| ns.visible_to(&hostnqn))
+                {
                     if ns.resv.set_ptpl(on) {
                         touched.push(ns.nsid);
                     }

@@ -467,3 +467,51 @@ fn rpc_add_ns_takes_ptpl_file_and_save_config_writes_it() {
     .unwrap_err();
     assert_eq!(e.code, -32602);
 }
+
+#[test]
+fn feature_83h_for_all_namespaces_leaves_namespaces_masked_from_the_host_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f2, f3) = (dir.path().join("f2.json"), dir.path().join("f3.json"));
+    let env = setup();
+    let (b2, _) = new_bdev(&env);
+    add_ptpl_ns(&env, &b2, &f2).unwrap();
+    let (b3, b3_uuid) = new_bdev(&env);
+    env.threads.set_current(0);
+    let r = env.tgt.add_ns_ext(
+        SUBNQN,
+        NsOpts {
+            bdev_name: b3,
+            nsid: 3,
+            no_auto_visible: true,
+            ptpl_file: Some(f3.clone()),
+            ..NsOpts::default()
+        },
+    );
+    assert_eq!(r.unwrap(), 3);
+    let host2 = "nqn.2014-08.org.nvmexpress:uuid:02000000-1111-2222-3333-444444444444";
+    env.tgt.ns_add_host(SUBNQN, 3, host2).unwrap();
+    env.update();
+    let (a, b) = (host(&env, 1), host(&env, 2));
+    // B (which sees NSID 3) turns persistence on for it; A cannot name it.
+    assert_eq!(set_ptpl(&env, &b, 3, true), not_saveable());
+    assert_eq!(
+        set_ptpl(&env, &a, 3, false),
+        GenericStatus::INVALID_FIELD.into()
+    );
+    let on3 = format!(
+        r#"{{"ptpl":true,"rtype":0,"crkey":0,"bdev_uuid":"{b3_uuid}","holder_uuid":"","registrants":[]}}"#
+    );
+    assert_eq!(read(&f3), on3);
+    // A turns persistence on, then off, for "all namespaces": only NSID 2 follows.
+    assert_eq!(set_ptpl(&env, &a, 0xffff_ffff, true), not_saveable());
+    assert_eq!(get_ptpl(&env, &a, NSID), (Status::SUCCESS, 1));
+    assert_eq!(set_ptpl(&env, &a, 0xffff_ffff, false), not_saveable());
+    assert_eq!(get_ptpl(&env, &a, NSID), (Status::SUCCESS, 0));
+    assert_eq!(read(&f2), "");
+    assert_eq!(get_ptpl(&env, &b, 3), (Status::SUCCESS, 1));
+    assert_eq!(read(&f3), on3);
+    // B's "all namespaces" reaches both.
+    assert_eq!(set_ptpl(&env, &b, 0xffff_ffff, false), not_saveable());
+    assert_eq!(get_ptpl(&env, &b, 3), (Status::SUCCESS, 0));
+    assert_eq!(read(&f3), "");
+}
