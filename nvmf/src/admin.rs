@@ -523,10 +523,12 @@ pub(crate) fn identify_ctrlr(
     c.cqes = 0x44;
     c.nn = snap.max_nsid.into();
     c.mnan = snap.max_nsid.into();
+    // What every namespace's bdev accepts, natively or emulated by the bdev layer
+    // (compare: SPDK's nvmf sets ONCS compare for every bdev).
     let all = |t: IoType| {
         snap.namespaces
             .values()
-            .all(|n| n.desc.bdev().io_type_supported(t))
+            .all(|n| n.desc.bdev().accepts_io_type(t))
     };
     let mut oncs = 0u16;
     if all(IoType::Compare) {

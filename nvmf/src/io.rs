@@ -450,7 +450,9 @@ fn rw(
                     bufs: data,
                 }
             } else {
-                if !ns.desc.bdev().io_type_supported(IoType::Compare) {
+                // Native or emulated by the bdev layer (SPDK's nvmf offers Compare for
+                // every bdev).
+                if !ns.desc.bdev().accepts_io_type(IoType::Compare) {
                     return Some(st(GenericStatus::INVALID_OPCODE));
                 }
                 IoRequest::Compare {
@@ -499,7 +501,7 @@ fn compare_and_write(
         q.complete_async(c_cid, st(GenericStatus::LBA_OUT_OF_RANGE));
         return Some(st(GenericStatus::ABORTED_FAILED_FUSED));
     }
-    if !ns.desc.bdev().io_type_supported(IoType::CompareAndWrite) {
+    if !ns.desc.bdev().accepts_io_type(IoType::CompareAndWrite) {
         return fail_both(GenericStatus::INVALID_OPCODE);
     }
     let bytes = (nlb * u64::from(ns.desc.bdev().block_size())) as usize;
