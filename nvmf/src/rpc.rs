@@ -1221,12 +1221,15 @@ pub fn config_json(t: &Target) -> Value {
         // ANA states other than Optimized, one call per group, after the listeners exist.
         if s.ana_reporting {
             for l in &s.listeners {
-                for (i, st) in l.ana_states.iter().enumerate() {
-                    if *st != AnaState::Optimized {
+                // Every group of the subsystem, also those past the listener's table
+                // (they have the listener's default state).
+                for g in 1..=s.max_nsid() {
+                    let st = l.ana_state(g);
+                    if st != AnaState::Optimized {
                         out.push(entry(
                             "nvmf_subsystem_listener_set_ana_state",
                             json!({"nqn": s.nqn, "listen_address": listen_json(&l.addr),
-                                "ana_state": st.name(), "anagrpid": i + 1}),
+                                "ana_state": st.name(), "anagrpid": g}),
                         ));
                     }
                 }

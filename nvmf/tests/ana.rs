@@ -469,3 +469,46 @@ fn namespace_with_anagrpid_above_max_nsid_is_refused_and_the_bdev_released() {
         .unwrap();
     assert_eq!(ns, 32);
 }
+
+#[test]
+fn groups_past_a_listener_table_keep_its_state_in_queries_and_save_config() {
+    let env = setup();
+    env.threads.set_current(0);
+    env.tgt
+        .with_subsystem(SUBNQN, |s| {
+            s.ana_reporting = true;
+            s.max_namespaces = 2;
+        })
+        .unwrap();
+    let addr2 = ListenAddr::tcp("127.0.0.1", "4422");
+    env.tgt
+        .add_listener_ext(SUBNQN, addr2.clone(), false, nvmf::AnaState::Inaccessible)
+        .unwrap();
+    // The subsystem grows past the table the listener was created with.
+    let l = env
+        .tgt
+        .with_subsystem(SUBNQN, |s| {
+            s.max_namespaces = 4;
+            s.listeners
+                .iter()
+                .find(|l| l.addr.same_as(&addr2))
+                .unwrap()
+                .clone()
+        })
+        .unwrap();
+    assert_eq!(l.ana_states.len(), 2);
+    assert_eq!(l.ana_state(4), nvmf::AnaState::Inaccessible);
+    let cfg = nvmf::config_json(&env.tgt);
+    let groups: Vec<u64> = cfg
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["method"] == "nvmf_subsystem_listener_set_ana_state")
+        .map(|c| {
+            assert_eq!(c["params"]["ana_state"], json!("inaccessible"));
+            assert_eq!(c["params"]["listen_address"]["trsvcid"], json!("4422"));
+            c["params"]["anagrpid"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(groups, vec![1, 2, 3, 4]);
+}
