@@ -936,3 +936,36 @@ fn notification_log_counts_queued_entries_and_rae_keeps_the_notice_masked() {
         log_entry(4, LOG_REGISTRATION_PREEMPTED, 0, NSID)
     );
 }
+
+#[test]
+fn former_holder_of_an_all_registrants_reservation_is_fenced_over_the_wire() {
+    let env = setup();
+    let (a, b) = (host(&env, 1), host(&env, 2));
+    assert_eq!(register(&env, &a, REGISTER, false, 0, 0xa), Status::SUCCESS);
+    assert_eq!(register(&env, &b, REGISTER, false, 0, 0xb), Status::SUCCESS);
+    // Write Exclusive - All Registrants acquired by A; B preempts A by its key.
+    assert_eq!(acquire(&env, &a, ACQUIRE, 5, 0xa, 0), Status::SUCCESS);
+    assert_eq!(write0(&env, &a, &pattern(1)), Status::SUCCESS);
+    assert_eq!(acquire(&env, &b, PREEMPT, 5, 0xb, 0xa), Status::SUCCESS);
+    let before = bdev_writes(&env);
+    assert_eq!(write0(&env, &a, &pattern(2)), conflict());
+    assert_eq!(bdev_writes(&env), before);
+    let (s, d) = read0(&env, &a);
+    assert_eq!((s, d.unwrap()), (Status::SUCCESS, pattern(1)));
+    assert_eq!(write0(&env, &b, &pattern(3)), Status::SUCCESS);
+    // Exclusive Access - All Registrants: after B releases, A registers again, acquires
+    // type 6, then unregisters: it may neither read nor write.
+    assert_eq!(release(&env, &b, RELEASE, 5, 0xb), Status::SUCCESS);
+    assert_eq!(register(&env, &a, REGISTER, false, 0, 0xa), Status::SUCCESS);
+    assert_eq!(acquire(&env, &a, ACQUIRE, 6, 0xa, 0), Status::SUCCESS);
+    assert_eq!(
+        register(&env, &a, UNREGISTER, false, 0xa, 0),
+        Status::SUCCESS
+    );
+    assert_eq!(write0(&env, &a, &pattern(4)), conflict());
+    assert_eq!(read0(&env, &a).0, conflict());
+    // The reservation stays with B, now its holder in the report.
+    let (s, d) = read0(&env, &b);
+    assert_eq!((s, d.unwrap()), (Status::SUCCESS, pattern(3)));
+    assert_eq!(full_report(&env, &b)[4], 6);
+}
