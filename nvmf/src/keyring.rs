@@ -54,11 +54,12 @@ impl Key {
                 self.name
             )));
         }
-        check_path(&self.path).map_err(|e| {
-            NvmfError::InvalidParam(format!("key '{}': {}", self.name, errno_text(e)))
-        })?;
-        let text = std::fs::read_to_string(&self.path).map_err(|e| {
-            NvmfError::InvalidParam(format!("could not load key '{}': {e}", self.name))
+        let text = read_key_file(&self.path).map_err(|e| {
+            NvmfError::InvalidParam(format!(
+                "could not load key '{}': {}",
+                self.name,
+                errno_text(e)
+            ))
         })?;
         DhchapKey::parse(&text)
             .map_err(|e| NvmfError::InvalidParam(format!("key '{}': {e}", self.name)))
@@ -95,9 +96,10 @@ pub enum KeyFormatError {
     /// The text does not start with `DHHC-1:`.
     #[error("not a DHHC-1 secret (expected 'DHHC-1:<hh>:<base64>:')")]
     Prefix,
-    /// The hash identifier is not 00, 01, 02 or 03.
-    #[error("invalid key hash identifier '{0}' (expected 00, 01, 02 or 03)")]
-    HashId(String),
+    /// The hash identifier is not 00, 01, 02 or 03 (the text is not echoed: a malformed
+    /// file may hold key material there).
+    #[error("invalid key hash identifier (expected 00, 01, 02 or 03)")]
+    HashId,
     /// The base64 part is missing its closing ':' or has text after it.
     #[error("key is not terminated by ':'")]
     Terminator,
@@ -124,7 +126,7 @@ impl DhchapKey {
             "01" => 1,
             "02" => 2,
             "03" => 3,
-            other => return Err(KeyFormatError::HashId(other.to_string())),
+            _ => return Err(KeyFormatError::HashId),
         };
         let b64 = rest.strip_suffix(':').ok_or(KeyFormatError::Terminator)?;
         if b64.contains(':') {
@@ -170,30 +172,83 @@ fn ring() -> std::sync::MutexGuard<'static, BTreeMap<String, Arc<Key>>> {
 }
 
 /// SPDK `keyring_file_check_path`: absolute, exists, owned by us, mode without 077 bits.
+/// Like SPDK's `stat`, a symbolic link is followed (its target is checked).
 /// Returns the errno SPDK answers.
 fn check_path(path: &str) -> Result<(), i32> {
-    if !path.starts_with('/') {
-        tracing::error!(path, "Non-absolute paths are not allowed");
-        return Err(libc_eperm());
-    }
+    check_absolute(path)?;
     let md = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(path, error = %e, "Could not stat key file");
-            return Err(e.raw_os_error().unwrap_or(2));
+            return Err(e.raw_os_error().unwrap_or(EIO));
         }
     };
-    // Our user ID without `unsafe` libc calls: /proc/self belongs to the process's user.
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
-    if md.mode() & 0o077 != 0 || !md.is_file() || uid.is_some_and(|u| u != md.uid()) {
+    check_metadata(path, &md)
+}
+
+fn check_absolute(path: &str) -> Result<(), i32> {
+    if !path.starts_with('/') {
+        tracing::error!(path, "Non-absolute paths are not allowed");
+        return Err(libc_eperm());
+    }
+    Ok(())
+}
+
+/// Regular file, owned by the process's real user, no group/other permission bits
+/// (fails closed: the owner is compared with `getuid()`, never skipped).
+fn check_metadata(path: &str, md: &std::fs::Metadata) -> Result<(), i32> {
+    let uid = rustix::process::getuid().as_raw();
+    if md.mode() & 0o077 != 0 || !md.is_file() || md.uid() != uid {
         tracing::error!(
             path,
             mode = format!("0{:o}", md.mode()),
+            owner = md.uid(),
             "Invalid permissions for key file"
         );
         return Err(libc_eperm());
     }
     Ok(())
+}
+
+/// Largest key file read (SPDK's key buffers are far smaller; a DHHC-1 secret is < 100 bytes).
+pub const MAX_KEY_FILE_SIZE: u64 = 4096;
+
+/// Opens `path` once (non-blocking, so a FIFO cannot stall the reactor), checks the opened
+/// file itself (`fstat`: no window between check and read) and reads at most
+/// [`MAX_KEY_FILE_SIZE`] bytes. Errors are errno values (EPERM bad file, EFBIG too large,
+/// EILSEQ not UTF-8, or the errno of open/read).
+fn read_key_file(path: &str) -> Result<String, i32> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    check_absolute(path)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            tracing::error!(path, error = %e, "Could not open key file");
+            e.raw_os_error().unwrap_or(EIO)
+        })?;
+    let md = f.metadata().map_err(|e| {
+        tracing::error!(path, error = %e, "Could not stat key file");
+        e.raw_os_error().unwrap_or(EIO)
+    })?;
+    check_metadata(path, &md)?;
+    let mut buf = Vec::new();
+    f.take(MAX_KEY_FILE_SIZE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| {
+            tracing::error!(path, error = %e, "Could not read key file");
+            e.raw_os_error().unwrap_or(EIO)
+        })?;
+    if buf.len() as u64 > MAX_KEY_FILE_SIZE {
+        tracing::error!(path, max = MAX_KEY_FILE_SIZE, "Key file too large");
+        return Err(EFBIG);
+    }
+    String::from_utf8(buf).map_err(|_| {
+        tracing::error!(path, "Key file is not text");
+        EILSEQ
+    })
 }
 
 const fn libc_eperm() -> i32 {
@@ -202,6 +257,9 @@ const fn libc_eperm() -> i32 {
 const ENOKEY: i32 = 126;
 const EEXIST: i32 = 17;
 const EINVAL: i32 = 22;
+const EIO: i32 = 5;
+const EFBIG: i32 = 27;
+const EILSEQ: i32 = 84;
 
 /// Adds key `name` read from file `path` (SPDK `spdk_keyring_file_add_key`). Errors are SPDK's
 /// errno values: EPERM (relative path, bad permissions or owner, not a regular file), the
@@ -339,7 +397,7 @@ mod tests {
         );
         assert_eq!(
             DhchapKey::parse(&t.replace(":01:", ":04:")),
-            Err(KeyFormatError::HashId("04".into()))
+            Err(KeyFormatError::HashId)
         );
         assert_eq!(
             DhchapKey::parse(t.trim_end_matches(':')),
@@ -408,5 +466,92 @@ mod tests {
         // CRC-32/ISO-HDLC check value ("123456789" -> CBF43926), the CRC nvme-cli, the
         // kernel (crc32_le with ~0 in/out) and SPDK (spdk_crc32_ieee_update) use.
         assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+
+    fn key_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    fn sample() -> DhchapKey {
+        DhchapKey {
+            hmac: 1,
+            secret: (0u8..32).collect(),
+        }
+    }
+
+    #[test]
+    fn malformed_hash_id_error_does_not_echo_key_material() {
+        let b64 = sample().to_text()["DHHC-1:01:".len()..].to_string();
+        // The hash identifier field holds the base64 secret (a missing "01:").
+        let text = format!("DHHC-1:{b64}");
+        let e = DhchapKey::parse(&text).unwrap_err();
+        assert_eq!(e, KeyFormatError::HashId);
+        let shown = e.to_string();
+        assert!(!shown.contains(b64.trim_end_matches(':')), "{shown}");
+        assert_eq!(
+            shown,
+            "invalid key hash identifier (expected 00, 01, 02 or 03)"
+        );
+    }
+
+    #[test]
+    fn key_file_read_is_bounded_to_4096_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = format!("{}\n", sample().to_text());
+        let p = key_file(&dir, "ok", &ok);
+        assert_eq!(read_key_file(&p), Ok(ok.clone()));
+        // A valid key padded with whitespace past 4096 bytes used to parse (trailing
+        // whitespace is ignored); the read is now bounded and refused.
+        let big = format!("{ok}{}", " ".repeat(4097 - ok.len()));
+        let p = key_file(&dir, "big", &big);
+        assert_eq!(read_key_file(&p), Err(EFBIG));
+        let exact = format!("{ok}{}", " ".repeat(4096 - ok.len()));
+        let p = key_file(&dir, "exact", &exact);
+        assert_eq!(read_key_file(&p).map(|t| t.len()), Ok(4096));
+    }
+
+    #[test]
+    fn key_file_checks_the_opened_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample().to_text();
+        let p = key_file(&dir, "k", &text);
+        assert_eq!(read_key_file("relative/key"), Err(1));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(read_key_file(&p), Err(1));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // As SPDK (stat/fopen follow links), a symbolic link to a good key file is read.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert_eq!(read_key_file(link.to_str().unwrap()), Ok(text));
+        // A FIFO is refused at once (non-blocking open, then fstat: not a regular file).
+        let fifo = dir.path().join("fifo");
+        let st = std::process::Command::new("mkfifo")
+            .args(["-m", "600", fifo.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(read_key_file(fifo.to_str().unwrap()), Err(1));
+        assert_eq!(
+            read_key_file(dir.path().join("none").to_str().unwrap()),
+            Err(2)
+        );
+    }
+
+    #[test]
+    fn key_file_owned_by_another_user_is_refused() {
+        if !rustix::process::getuid().is_root() {
+            // Only root can give a file away; the check itself is exercised below as root.
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = key_file(&dir, "k", &sample().to_text());
+        std::os::unix::fs::chown(&p, Some(4242), None).unwrap();
+        assert_eq!(read_key_file(&p), Err(1));
+        assert_eq!(check_path(&p), Err(1));
     }
 }
