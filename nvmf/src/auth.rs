@@ -480,6 +480,13 @@ fn next_seqnum() -> Result<u32, ()> {
     Ok(v)
 }
 
+/// Compares a received DH-HMAC-CHAP response with the expected one in constant time
+/// (`subtle`): the time taken does not depend on where the values differ.
+pub fn responses_equal(expected: &[u8], received: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(expected.ct_eq(received))
+}
+
 /// What a queue needs to authenticate its host.
 #[derive(Clone, Debug)]
 pub(crate) struct AuthParams {
@@ -680,6 +687,10 @@ impl Session {
         if cvalid == 1 && seqnum2 == 0 {
             return self.fail1(FAIL_INCORRECT_PAYLOAD, "sequence number 0 with CVALID");
         }
+        if self.dhgroup == DhGroup::Null && dhvlen != 0 {
+            // As the Linux target (nvmet_auth_reply): a DH value without a DH group.
+            return self.fail1(FAIL_INCORRECT_PAYLOAD, "DH value with the null DH group");
+        }
         let rval = &msg[DHCHAP_HEADER_SIZE..DHCHAP_HEADER_SIZE + hl];
         let c2 = &msg[DHCHAP_HEADER_SIZE + hl..DHCHAP_HEADER_SIZE + 2 * hl];
         let dhv = &msg[DHCHAP_HEADER_SIZE + 2 * hl..];
@@ -707,7 +718,7 @@ impl Session {
             secret.as_deref(),
             &self.cval,
         );
-        if expect.as_slice() != rval {
+        if !responses_equal(&expect, rval) {
             return self.fail1(FAIL_FAILED, "challenge response mismatch");
         }
         if cvalid == 1 {
@@ -808,6 +819,15 @@ impl Session {
 
     fn challenge(&mut self, al: usize) -> Result<Vec<u8>, u8> {
         let hl = self.digest.len();
+        // The public value is padded to the prime's size: check the buffer before paying
+        // for the key generation (a modpow; ffdhe8192 is costly on the reactor).
+        let dhvlen = self.dhgroup.size();
+        let len = DHCHAP_HEADER_SIZE + hl + dhvlen;
+        if al < len {
+            tracing::error!(al, len, "AUTH_RECV buffer too small for the challenge");
+            return Err(FAIL_INCORRECT_PAYLOAD);
+        }
+        self.dhkey = None;
         if self.dhgroup != DhGroup::Null {
             match DhKey::generate(self.dhgroup) {
                 Ok(k) => self.dhkey = Some(k),
@@ -822,10 +842,13 @@ impl Session {
             .as_ref()
             .map(|k| k.public().to_vec())
             .unwrap_or_default();
-        let len = DHCHAP_HEADER_SIZE + hl + dhv.len();
-        if al < len {
-            tracing::error!(al, len, "AUTH_RECV buffer too small for the challenge");
-            return Err(FAIL_INCORRECT_PAYLOAD);
+        if dhv.len() != dhvlen {
+            tracing::error!(
+                len = dhv.len(),
+                dhvlen,
+                "DH public value of unexpected size"
+            );
+            return Err(FAIL_FAILED);
         }
         self.seqnum = next_seqnum().map_err(|()| FAIL_FAILED)?;
         let mut c = vec![0u8; hl];
@@ -1100,3 +1123,96 @@ const FFDHE8192: &str = concat!(
     "FAFABE1C5D71A87E2F741EF8C1FE86FEA6BBFDE530677F0D97D11D49F7A8443D",
     "0822E506A9F4614E011E2A94838FF88CD68C8BB7C5C6424CFFFFFFFFFFFFFFFF",
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session::new(AuthParams {
+            hostnqn: "nqn.2014-08.org.nvmexpress:uuid:host".into(),
+            subnqn: "nqn.2016-06.io.spdk:cnode1".into(),
+            keys: Arc::new(HostKeys::default()),
+            digests: u32::MAX,
+            dhgroups: u32::MAX,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    fn negotiate(s: &mut Session, group: DhGroup) {
+        let mut m = vec![0u8; 8 + DESCRIPTOR_SIZE];
+        m[0] = AUTH_TYPE_COMMON;
+        m[1] = AUTH_ID_NEGOTIATE;
+        m[4..6].copy_from_slice(&7u16.to_le_bytes());
+        m[7] = 1;
+        m[8] = AUTH_TYPE_DHCHAP;
+        m[10] = 1;
+        m[11] = 1;
+        m[12] = Digest::Sha256.id();
+        m[8 + 34] = group.id();
+        assert!(matches!(s.send(&m), AuthReply::Ok(None)));
+        assert_eq!(s.state, AuthState::Challenge);
+    }
+
+    #[test]
+    fn response_comparison_is_constant_time_equality() {
+        assert!(responses_equal(&[1, 2, 3], &[1, 2, 3]));
+        assert!(!responses_equal(&[1, 2, 3], &[1, 2, 4]));
+        assert!(!responses_equal(&[1, 2, 3], &[9, 2, 3]));
+        assert!(!responses_equal(&[1, 2, 3], &[1, 2]));
+        assert!(!responses_equal(&[1, 2, 3], &[]));
+    }
+
+    #[test]
+    fn undersized_challenge_buffer_fails_before_generating_a_dh_key() {
+        let mut s = session();
+        negotiate(&mut s, DhGroup::Ffdhe8192);
+        // Header + SHA-256 challenge fit, the 1024 byte public value does not.
+        let AuthReply::Ok(Some(m)) = s.recv(DHCHAP_HEADER_SIZE + 32 + 1023) else {
+            panic!("expected AUTH_Failure1");
+        };
+        assert_eq!((m[1], m[7]), (AUTH_ID_FAILURE1, FAIL_INCORRECT_PAYLOAD));
+        assert!(s.dhkey.is_none(), "a DH key was generated for nothing");
+        assert_eq!(s.state, AuthState::Error);
+    }
+
+    #[test]
+    fn challenge_with_exact_buffer_carries_the_public_value() {
+        let mut s = session();
+        negotiate(&mut s, DhGroup::Ffdhe2048);
+        let AuthReply::Ok(Some(m)) = s.recv(DHCHAP_HEADER_SIZE + 32 + 256) else {
+            panic!("expected the challenge");
+        };
+        assert_eq!(
+            (m[1], m.len()),
+            (AUTH_ID_CHALLENGE, DHCHAP_HEADER_SIZE + 32 + 256)
+        );
+        assert_eq!(u16_at(&m, 10), 256);
+        assert_eq!(&m[48..], s.dhkey.as_ref().unwrap().public());
+    }
+
+    #[test]
+    fn dh_value_with_null_group_is_incorrect_payload() {
+        let mut s = session();
+        negotiate(&mut s, DhGroup::Null);
+        let AuthReply::Ok(Some(c)) = s.recv(DHCHAP_HEADER_SIZE + 32) else {
+            panic!("expected the challenge");
+        };
+        assert_eq!(u16_at(&c, 10), 0);
+        let mut r = vec![0u8; DHCHAP_HEADER_SIZE + 2 * 32 + 4];
+        r[0] = AUTH_TYPE_DHCHAP;
+        r[1] = AUTH_ID_REPLY;
+        r[4..6].copy_from_slice(&7u16.to_le_bytes());
+        r[6] = 32;
+        r[10..12].copy_from_slice(&4u16.to_le_bytes());
+        assert!(matches!(s.send(&r), AuthReply::Ok(None)));
+        assert_eq!(s.state, AuthState::Failure1);
+        let AuthReply::Ok(Some(f)) = s.recv(FAILURE_SIZE) else {
+            panic!("expected AUTH_Failure1");
+        };
+        assert_eq!(
+            (f[1], f[6], f[7]),
+            (AUTH_ID_FAILURE1, FAILURE_RC, FAIL_INCORRECT_PAYLOAD)
+        );
+    }
+}
