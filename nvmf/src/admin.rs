@@ -924,6 +924,10 @@ fn set_features(ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Reply {
             } else {
                 cdw11
             };
+            ctrlr
+                .shared
+                .kato_ms
+                .store(feat.keep_alive_timer, std::sync::atomic::Ordering::Release);
             ctrlr.last_keep_alive.set(env::now());
         }
         fid::HOST_IDENTIFIER => {

@@ -29,11 +29,12 @@
 //! The finite field arithmetic uses `num-bigint`'s `modpow`, which is **not constant-time**;
 //! the private exponent is 512 random bits (RFC 7919 section 5.2 short exponent).
 
+use crate::ctrlr::CtrlrShared;
 use crate::keyring::DhchapKey;
 use crate::poll_group::PgInner;
 use crate::qpair::{QpairInner, Reply};
 use crate::request::{DataBuf, Request};
-use crate::subsystem::HostKeys;
+use crate::subsystem::{HostKeys, SubsysSnap};
 use hmac::{Hmac, Mac};
 use num_bigint::BigUint;
 use nvme::spec::fabrics::AuthCmd;
@@ -957,17 +958,21 @@ pub(crate) fn exec(pg: &PgInner, q: &Rc<QpairInner>, req: &Request) -> Reply {
     }
 }
 
-/// The authentication parameters of `q`'s host, when it has a DH-HMAC-CHAP key.
+/// The authentication parameters of `q`'s host (None when the queue has no controller or
+/// its subsystem is gone).
 pub(crate) fn auth_params(pg: &PgInner, q: &QpairInner) -> Option<AuthParams> {
     let shared = q.ctrlr.borrow().clone()?;
     let snap = pg.subsystem(&shared.subnqn)?;
+    Some(params_for(pg, &shared, &snap))
+}
+
+/// The authentication parameters of controller `shared`'s host in subsystem `snap`.
+pub(crate) fn params_for(pg: &PgInner, shared: &CtrlrShared, snap: &SubsysSnap) -> AuthParams {
     let view = pg.view();
-    let kato = q
-        .admin
-        .borrow()
-        .as_ref()
-        .map_or(0, |c| c.feat.borrow().keep_alive_timer);
-    Some(AuthParams {
+    // The controller's KATO for every queue, admin or I/O (SPDK `nvmf_auth_rearm_poller`
+    // uses `ctrlr->feat.keep_alive_timer`).
+    let kato = shared.kato_ms.load(Ordering::Acquire);
+    AuthParams {
         hostnqn: shared.hostnqn.clone(),
         subnqn: shared.subnqn.clone(),
         keys: snap
@@ -982,7 +987,7 @@ pub(crate) fn auth_params(pg: &PgInner, q: &QpairInner) -> Option<AuthParams> {
         } else {
             DEFAULT_TIMEOUT
         },
-    })
+    }
 }
 
 /// True when `q` should be disconnected at `now`: its authentication failed (AUTH_Failure1

@@ -88,6 +88,9 @@ pub(crate) struct CtrlrShared {
     /// The listener the admin queue connected through (ANA states), when the transport
     /// recorded it.
     pub listen: Option<ListenAddr>,
+    /// The keep alive timeout in ms (Features KATO, mirrored here for the controller's
+    /// I/O queues on other threads: their authentication steps time out after it).
+    pub kato_ms: AtomicU32,
 }
 
 impl CtrlrShared {
@@ -630,9 +633,17 @@ fn require_auth(
     if !r.status.is_success() || !snap.host_keys.contains_key(hostnqn) {
         return r;
     }
-    let Some(params) = crate::auth::auth_params(pg, qp) else {
-        return r;
+    // Built from the snapshot this Connect used, so it cannot miss the subsystem; with no
+    // controller attached, fail closed: a host with a key never gets an unauthenticated queue.
+    let Some(shared) = qp.ctrlr.borrow().clone() else {
+        tracing::error!(
+            qid = qp.qid.get(),
+            hostnqn,
+            "authentication required but the queue has no controller; Connect refused"
+        );
+        return Reply::status(GenericStatus::INTERNAL_DEVICE_ERROR.into());
     };
+    let params = crate::auth::params_for(pg, &shared, snap);
     *qp.auth.borrow_mut() = Some(crate::auth::Session::new(params));
     qp.auth_pending.set(true);
     tracing::info!(
@@ -677,6 +688,7 @@ fn connect_admin(
             failed: AtomicBool::new(false),
             max_qpairs: opts.max_qpairs_per_ctrlr(),
             listen: qp.listen.borrow().clone(),
+            kato_ms: AtomicU32::new(0),
         });
         table.map.insert(id, shared);
         id
@@ -714,6 +726,7 @@ fn connect_admin(
             aec = AEC_DISCOVERY_LOG_CHANGE;
         }
     }
+    shared.kato_ms.store(kato, Ordering::Release);
     let nq = opts.max_qpairs_per_ctrlr().saturating_sub(2);
     let cap = Cap(0)
         .with_cqr(1)
@@ -898,6 +911,7 @@ mod tests {
             failed: AtomicBool::new(false),
             max_qpairs: 128,
             listen: None,
+            kato_ms: AtomicU32::new(0),
         })
     }
 

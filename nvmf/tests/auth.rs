@@ -973,3 +973,52 @@ fn ffdhe8192_sha512_authenticates() {
         HostResult::Ok(3, 5)
     );
 }
+
+#[test]
+fn io_queue_authentication_times_out_after_the_controller_kato() {
+    let k = key(1, 32, 1);
+    let (env, _d) = auth_env(&k, None);
+    // Admin Connect with KATO 10 s (a multiple of the 10 s KAS granularity).
+    let a = env.connect_host();
+    let (c, _) = env.cmd(
+        &a,
+        connect_sqe(1, 0, 31, 10_000),
+        Some(connect_data(HOSTNQN, SUBNQN, 0xffff)),
+        1024,
+    );
+    ok(&c);
+    let cntlid = c.dw0.get() as u16;
+    assert_eq!(
+        authenticate(&env, &a, &cfg(k.clone(), &[1], &[0])),
+        HostResult::Ok(1, 0)
+    );
+    enable_and_identify(&env, &a);
+    let (c, d) = env.cmd(&a, sqe(0x0a, 3, 0, 0x0f, 0, 0), None, 0);
+    ok(&c);
+    assert!(d.is_none_or(|d| d.is_empty()));
+    assert_eq!(c.dw0.get(), 10_000, "Get Features KATO");
+    let h = env.connect_host();
+    let (c, _) = env.cmd(
+        &h,
+        connect_sqe(1, 1, 127, 0),
+        Some(connect_data(HOSTNQN, SUBNQN, cntlid)),
+        1024,
+    );
+    ok(&c);
+    ok(&send(&env, &h, 10, negotiate(1, &[1], &[0])));
+    // Keep the controller alive past its KATO: only the stalled I/O queue may go.
+    env.threads.advance_time(Duration::from_secs(6));
+    env.poll();
+    let (c, _) = env.cmd(&a, sqe(0x18, 4, 0, 0, 0, 0), None, 0);
+    ok(&c);
+    env.threads.advance_time(Duration::from_secs(3));
+    env.poll();
+    assert!(!h.closed_by_target(), "closed before the 10 s KATO");
+    env.threads.advance_time(Duration::from_secs(2));
+    env.poll();
+    assert!(
+        h.closed_by_target(),
+        "still open 11 s after its last step (KATO 10 s)"
+    );
+    assert!(!a.closed_by_target());
+}
