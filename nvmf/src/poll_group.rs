@@ -390,18 +390,9 @@ impl PgInner {
         cid: u16,
         cmd: ResvCommand,
     ) -> Result<(), env::EnvError> {
-        let me = env::Thread::current()
-            .ok_or(env::EnvError::NoCurrentThread)?
-            .handle();
-        let token = self.park(q, cid);
-        let tgt_id = self.tgt_id;
-        let r = self
-            .app_thread
-            .send_msg(move || crate::target::reservation_on_app(tgt_id, cmd, me, token));
-        if r.is_err() {
-            self.parked.borrow_mut().remove(&token);
-        }
-        r
+        self.send_parked(q, cid, move |tgt_id, me, token| {
+            crate::target::reservation_on_app(tgt_id, cmd, me, token)
+        })
     }
 
     /// Runs `f` on the app thread with the [`crate::Target`]; the command `cid` of `q` is
@@ -413,14 +404,25 @@ impl PgInner {
         cid: u16,
         f: crate::target::AppCall,
     ) -> Result<(), env::EnvError> {
+        self.send_parked(q, cid, move |tgt_id, me, token| {
+            crate::target::app_call(tgt_id, f, me, token)
+        })
+    }
+
+    /// Parks the command `cid` of `q` and runs `on_app(target id, this Thread, park token)`
+    /// on the app thread; the token is dropped again when the app thread cannot be reached.
+    fn send_parked(
+        &self,
+        q: &Rc<QpairInner>,
+        cid: u16,
+        on_app: impl FnOnce(u64, env::ThreadHandle, u64) + Send + 'static,
+    ) -> Result<(), env::EnvError> {
         let me = env::Thread::current()
             .ok_or(env::EnvError::NoCurrentThread)?
             .handle();
         let token = self.park(q, cid);
         let tgt_id = self.tgt_id;
-        let r = self
-            .app_thread
-            .send_msg(move || crate::target::app_call(tgt_id, f, me, token));
+        let r = self.app_thread.send_msg(move || on_app(tgt_id, me, token));
         if r.is_err() {
             self.parked.borrow_mut().remove(&token);
         }
