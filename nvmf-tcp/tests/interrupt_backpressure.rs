@@ -7,15 +7,11 @@
 mod common;
 
 use common::*;
-use env::sock::{SockImplOpts, sock_impl_set_opts};
-use env::{CpuMask, ReactorOpts, Reactors, Thread};
 use nvme::spec::fabrics::{ConnectCmd, PropertySetCmd};
 use nvme::spec::props::{PropertyOffset, PropertySize};
 use nvme::spec::sgl::{Sgl, SglDescriptor};
 use nvme::spec::tcp::PduHeader;
 use nvme::spec::tcp::pdu::{CapsuleCmd, FLAG_SUCCESS};
-use nvmf::{ListenAddr, SubType, Subsystem, Target, TransportOpts};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const READS: u16 = 31;
@@ -24,57 +20,9 @@ const READ_LEN: usize = 16 * 1024;
 #[test]
 fn reactor_sleeps_while_the_host_does_not_read_and_delivers_everything_after() {
     // Small target send buffers (Linux doubles 4096), so unread responses block the socket.
-    sock_impl_set_opts(
-        "posix",
-        SockImplOpts {
-            send_buf_size: 4096,
-            recv_buf_size: 0,
-            ..SockImplOpts::POSIX
-        },
-    )
-    .unwrap();
+    set_send_buf(4096);
     let port = free_port();
-    let (tx, rx) = mpsc::channel::<()>();
-    let core = CpuMask::all_available().first().unwrap();
-    let r = Reactors::start(
-        ReactorOpts {
-            cpumask: CpuMask::single(core).unwrap(),
-            interrupt_mode: true,
-        },
-        move || {
-            let tgt = Target::new("nvmf_tgt").unwrap();
-            tgt.register_transport_factory("TCP", nvmf_tcp::factory());
-            let me = Thread::current().unwrap().handle();
-            tgt.start(vec![me], || {}).unwrap();
-            let opts = TransportOpts {
-                acceptor_poll_rate: 200_000,
-                ..TransportOpts::default()
-            };
-            let t2 = tgt.clone();
-            tgt.create_transport("TCP", opts, move |res| {
-                res.unwrap();
-                bdev_malloc::create(&bdev_malloc::MallocOpts::new("BpMalloc0", 1024, 512)).unwrap();
-                let mut s = Subsystem::new(SUBNQN, SubType::Nvme);
-                s.allow_any_host = true;
-                t2.create_subsystem(s).unwrap();
-                t2.add_ns(SUBNQN, "BpMalloc0", 0, None, None, None, 0, false)
-                    .unwrap();
-                t2.add_listener(
-                    SUBNQN,
-                    ListenAddr::tcp("127.0.0.1", &port.to_string()),
-                    false,
-                )
-                .unwrap();
-                let t3 = t2.clone();
-                t2.update(move || {
-                    tx.send(()).unwrap();
-                    std::mem::forget(t3);
-                });
-            });
-        },
-    )
-    .unwrap();
-    rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let r = start_interrupt_mode_target(port, "BpMalloc0", 200_000);
 
     let mut a = blocking_host(port);
     a.ic_blocking();

@@ -12,35 +12,16 @@ use nvme::spec::Sqe;
 use nvme::spec::fabrics::ConnectCmd;
 use nvme::spec::sgl::{Sgl, SglDescriptor};
 use nvme::spec::tcp::pdu::{CapsuleCmd, FLAG_LAST_PDU, FLAG_SUCCESS};
-use nvme::spec::tcp::{DecoderConfig, PduEncoder, PduEnd, PduHeader, PduReader};
-use socket2::{Domain, Socket, Type};
+use nvme::spec::tcp::{PduEnd, PduHeader};
 use std::io::{ErrorKind, Read};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const READ_LEN: usize = 128 * 1024;
 
-/// Polls every Thread `rounds` times.
-fn spin(env: &Env, rounds: usize) {
-    for _ in 0..rounds {
-        for i in 0..2 {
-            env.threads.poll_thread(i);
-        }
-    }
-}
-
 #[test]
 fn queued_reads_reach_a_slow_host_intact_through_partial_writes() {
     // The target's sockets get an 8 KiB send buffer (Linux doubles 4096).
-    sock_impl_set_opts(
-        "posix",
-        SockImplOpts {
-            send_buf_size: 4096,
-            recv_buf_size: 0,
-            ..SockImplOpts::POSIX
-        },
-    )
-    .unwrap();
+    set_send_buf(4096);
     let env = setup("TcpSlowMalloc0");
     let (_admin, cntlid) = admin(&env, false, false);
     // Fill the namespace (512 KiB) with a known pattern through a normal host.
@@ -66,19 +47,7 @@ fn queued_reads_reach_a_slow_host_intact_through_partial_writes() {
     drop(w);
 
     // The slow host: a 4 KiB receive buffer set before connecting, digests on.
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let sa: SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
-    sock.connect(&sa.into()).unwrap();
-    let s: std::net::TcpStream = sock.into();
-    s.set_nonblocking(true).unwrap();
-    env.pump();
-    let mut h = Host {
-        s,
-        r: PduReader::new(DecoderConfig::host_default()),
-        enc: PduEncoder::new(),
-        pending: Vec::new(),
-    };
+    let mut h = slow_host(&env);
     env.ic(&mut h, true, true);
     let (c, _) = env.cmd(
         &mut h,

@@ -7,52 +7,21 @@
 mod common;
 
 use common::*;
-use env::sock::{SockImplOpts, sock_impl_set_opts};
 use nvme::spec::fabrics::ConnectCmd;
 use nvme::spec::sgl::{Sgl, SglDescriptor};
+use nvme::spec::tcp::PduHeader;
 use nvme::spec::tcp::pdu::{CapsuleCmd, IcReq};
-use nvme::spec::tcp::{DecoderConfig, PduEncoder, PduHeader, PduReader};
-use socket2::{Domain, Socket, Type};
 use std::io::{ErrorKind, Read};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const READ_LEN: usize = 128 * 1024;
 
-fn spin(env: &Env, rounds: usize) {
-    for _ in 0..rounds {
-        for i in 0..2 {
-            env.threads.poll_thread(i);
-        }
-    }
-}
-
 #[test]
 fn terminating_connection_with_unread_output_closes_after_a_bounded_wait() {
-    sock_impl_set_opts(
-        "posix",
-        SockImplOpts {
-            send_buf_size: 4096,
-            recv_buf_size: 0,
-            ..SockImplOpts::POSIX
-        },
-    )
-    .unwrap();
+    set_send_buf(4096);
     let env = setup("TcpUnreadMalloc0");
     let (_admin, cntlid) = admin(&env, false, false);
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let sa: SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
-    sock.connect(&sa.into()).unwrap();
-    let s: std::net::TcpStream = sock.into();
-    s.set_nonblocking(true).unwrap();
-    env.pump();
-    let mut h = Host {
-        s,
-        r: PduReader::new(DecoderConfig::host_default()),
-        enc: PduEncoder::new(),
-        pending: Vec::new(),
-    };
+    let mut h = slow_host(&env);
     env.ic(&mut h, false, false);
     let (c, _) = env.cmd(
         &mut h,

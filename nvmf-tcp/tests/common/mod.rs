@@ -315,3 +315,94 @@ impl Host {
         }
     }
 }
+
+/// Polls both test Threads `rounds` times (a bounded spin: a connection with output waiting
+/// keeps its poll group busy).
+pub fn spin(env: &Env, rounds: usize) {
+    for _ in 0..rounds {
+        for i in 0..2 {
+            env.threads.poll_thread(i);
+        }
+    }
+}
+
+/// A host whose socket has a 4 KiB receive buffer (set before connecting), non-blocking.
+pub fn slow_host(env: &Env) -> Host {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let sa: std::net::SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
+    sock.connect(&sa.into()).unwrap();
+    let s: TcpStream = sock.into();
+    s.set_nonblocking(true).unwrap();
+    env.pump();
+    Host {
+        s,
+        r: PduReader::new(DecoderConfig::host_default()),
+        enc: PduEncoder::new(),
+        pending: Vec::new(),
+    }
+}
+
+/// Sets the default sock implementation's send buffer (process-wide: tests that change it
+/// have their own test binary).
+pub fn set_send_buf(bytes: u32) {
+    env::sock::sock_impl_set_opts(
+        "posix",
+        env::sock::SockImplOpts {
+            send_buf_size: bytes,
+            recv_buf_size: 0,
+            ..env::sock::SockImplOpts::POSIX
+        },
+    )
+    .unwrap();
+}
+
+/// Starts one interrupt-mode reactor on the first available core serving `bdev` (1024 x 512 B
+/// malloc) as namespace 1 of [`SUBNQN`] on 127.0.0.1:`port`, the acceptor polled every
+/// `acceptor_poll_us`; returns once the listener is up.
+pub fn start_interrupt_mode_target(port: u16, bdev: &str, acceptor_poll_us: u32) -> env::Reactors {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let core = env::CpuMask::all_available().first().unwrap();
+    let bdev = bdev.to_owned();
+    let r = env::Reactors::start(
+        env::ReactorOpts {
+            cpumask: env::CpuMask::single(core).unwrap(),
+            interrupt_mode: true,
+        },
+        move || {
+            let tgt = Target::new("nvmf_tgt").unwrap();
+            tgt.register_transport_factory("TCP", nvmf_tcp::factory());
+            let me = env::Thread::current().unwrap().handle();
+            tgt.start(vec![me], || {}).unwrap();
+            let opts = TransportOpts {
+                acceptor_poll_rate: acceptor_poll_us,
+                ..TransportOpts::default()
+            };
+            let t2 = tgt.clone();
+            tgt.create_transport("TCP", opts, move |res| {
+                res.unwrap();
+                bdev_malloc::create(&bdev_malloc::MallocOpts::new(&bdev, 1024, 512)).unwrap();
+                let mut s = Subsystem::new(SUBNQN, SubType::Nvme);
+                s.allow_any_host = true;
+                t2.create_subsystem(s).unwrap();
+                t2.add_ns(SUBNQN, &bdev, 0, None, None, None, 0, false)
+                    .unwrap();
+                t2.add_listener(
+                    SUBNQN,
+                    ListenAddr::tcp("127.0.0.1", &port.to_string()),
+                    false,
+                )
+                .unwrap();
+                let t3 = t2.clone();
+                t2.update(move || {
+                    tx.send(()).unwrap();
+                    // Keep the target alive for the reactor's lifetime.
+                    std::mem::forget(t3);
+                });
+            });
+        },
+    )
+    .unwrap();
+    rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    r
+}
