@@ -147,12 +147,11 @@ impl Entry {
             out > 0,
         );
         if want != self.events {
-            match intr.set_events(want.0, want.1) {
-                Ok(()) => self.events = want,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot change the socket's interrupt events")
-                }
+            if let Err(e) = intr.set_events(want.0, want.1) {
+                tracing::error!(error = %e, "cannot change the socket's interrupt events");
             }
+            // Recorded even on failure: one log line per change, not one per poll.
+            self.events = want;
         }
     }
 
