@@ -665,24 +665,17 @@ impl Target {
                 }
                 return;
             }
-            let w2 = w.clone();
             let t2 = t.clone();
-            let poller = env::poller_register_periodic(
-                move || {
-                    // One shot: unregister, then check again.
-                    w2.poller.borrow_mut().take();
-                    t2.check_preempted_io(w2.clone());
-                    env::PollStatus::Busy
-                },
+            let again = check_again_after(
+                &w,
+                |w| &w.poller,
                 PREEMPT_ABORT_CHECK_INTERVAL,
+                move |w2| t2.check_preempted_io(w2),
             );
-            match poller {
-                Ok(p) => *w.poller.borrow_mut() = Some(p),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot wait for the preempted hosts' I/O");
-                    if let Some(a) = w.answer.borrow_mut().take() {
-                        a(GenericStatus::INTERNAL_DEVICE_ERROR.into());
-                    }
+            if let Err(e) = again {
+                tracing::error!(error = %e, "cannot wait for the preempted hosts' I/O");
+                if let Some(a) = w.answer.borrow_mut().take() {
+                    a(GenericStatus::INTERNAL_DEVICE_ERROR.into());
                 }
             }
         });
@@ -1038,23 +1031,17 @@ impl Target {
                 tracing::warn!(nqn = %w.nqn, left, "pause still waiting for outstanding I/O");
                 w.next_warn.set(env::now() + DRAIN_WARN_INTERVAL);
             }
-            let (w2, t2) = (w.clone(), t.clone());
-            let poller = env::poller_register_periodic(
-                move || {
-                    // One shot: unregister, then check again.
-                    w2.poller.borrow_mut().take();
-                    t2.check_drained(w2.clone());
-                    env::PollStatus::Busy
-                },
+            let t2 = t.clone();
+            let again = check_again_after(
+                &w,
+                |w| &w.poller,
                 DRAIN_CHECK_INTERVAL,
+                move |w2| t2.check_drained(w2),
             );
-            match poller {
-                Ok(p) => *w.poller.borrow_mut() = Some(p),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot wait for outstanding I/O; pause completes now");
-                    if let Some(d) = w.done.borrow_mut().take() {
-                        d();
-                    }
+            if let Err(e) = again {
+                tracing::error!(error = %e, "cannot wait for outstanding I/O; pause completes now");
+                if let Some(d) = w.done.borrow_mut().take() {
+                    d();
                 }
             }
         });
@@ -1349,4 +1336,30 @@ impl Target {
     pub fn poll_group_threads(&self) -> Vec<ThreadHandle> {
         self.0.poll_groups.borrow().clone()
     }
+}
+
+/// Runs `check(waiter)` once, `interval` from now, on the current Thread; the waiter's
+/// `slot` field holds the one-shot poller until then.
+fn check_again_after<W: 'static>(
+    waiter: &Rc<W>,
+    slot: fn(&W) -> &RefCell<Option<Poller>>,
+    interval: Duration,
+    check: impl FnOnce(Rc<W>) + 'static,
+) -> Result<(), env::EnvError> {
+    let w = waiter.clone();
+    let mut check = Some(check);
+    let poller = env::poller_register_periodic(
+        move || {
+            let (c, w) = (check.take(), w.clone());
+            // One shot: unregister, then check.
+            slot(&w).borrow_mut().take();
+            if let Some(c) = c {
+                c(w);
+            }
+            env::PollStatus::Busy
+        },
+        interval,
+    )?;
+    *slot(waiter).borrow_mut() = Some(poller);
+    Ok(())
 }
