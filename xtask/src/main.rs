@@ -107,6 +107,19 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Runs a command in `dir`, echoing it, failing with context when it fails.
+/// Environment of CI's debug builds: a clean build gains nothing from incremental state, which
+/// roughly doubles the target directory.
+const NO_INCREMENTAL: &[(&str, &str)] = &[("CARGO_INCREMENTAL", "0")];
+
+/// Prints the size of `target/` and the space left on its file system: CI once failed on a full
+/// disk, and this shows which stage used it.
+fn disk_report(root: &Path) {
+    let target = root.join("target");
+    let _ = std::fs::create_dir_all(&target);
+    let _ = Command::new("du").arg("-sh").arg(&target).status();
+    let _ = Command::new("df").arg("-h").arg(&target).status();
+}
+
 fn run(dir: &Path, prog: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     let t = Instant::now();
     eprintln!("==> {prog} {}", args.join(" "));
@@ -206,6 +219,7 @@ fn ci(root: &Path) -> Result<()> {
     let t = Instant::now();
     let spdk_rpc = setup(root)?;
     let spdk_rpc_s = spdk_rpc.to_string_lossy().to_string();
+    disk_report(root);
     run(root, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
     run(
         root,
@@ -218,16 +232,22 @@ fn ci(root: &Path) -> Result<()> {
             "-D",
             "warnings",
         ],
-        &[],
+        NO_INCREMENTAL,
     )?;
-    run(root, "cargo", &["build", "--workspace", "--bins"], &[])?;
+    run(
+        root,
+        "cargo",
+        &["build", "--workspace", "--bins"],
+        NO_INCREMENTAL,
+    )?;
     // All tests, including those marked #[ignore] because they need tools that `setup` installs.
     run(
         root,
         "cargo",
         &["test", "--workspace", "--", "--include-ignored"],
-        &[("SPDK_RPC", &spdk_rpc_s)],
+        &[("SPDK_RPC", &spdk_rpc_s), NO_INCREMENTAL[0]],
     )?;
+    disk_report(root);
     // The NVMe/RDMA transport with its verbs layer (feature `rdma`; no RDMA device needed).
     run(
         root,
@@ -245,20 +265,24 @@ fn ci(root: &Path) -> Result<()> {
             "-D",
             "warnings",
         ],
-        &[],
+        NO_INCREMENTAL,
     )?;
     run(
         root,
         "cargo",
         &["test", "-p", "rspdk-nvmf-rdma", "--features", "rdma"],
-        &[],
+        NO_INCREMENTAL,
     )?;
     loom(root)?;
+    // The loom build (its own cfg, so its own copy of every dependency) is not needed again.
+    let _ = std::fs::remove_dir_all(root.join("target/loom"));
+    disk_report(root);
     if std::env::var(interop::CI_GUARD_ENV).as_deref() == Ok("0") {
         eprintln!("xtask ci: interop skipped ({}=0)", interop::CI_GUARD_ENV);
     } else {
         interop::interop(root, &interop::InteropArgs::for_ci())?;
         interop::interop(root, &interop::InteropArgs::for_ci_host_tools())?;
+        disk_report(root);
     }
     eprintln!("xtask ci: all checks passed in {:.0?}", t.elapsed());
     Ok(())
