@@ -832,6 +832,19 @@ fn create_subsystem(t: &Target, p: CreateSubsystem, r: Request) {
     if p.passthrough || p.enable_nssr || p.admin_label.is_some() || p.dmrsl != 0 || p.wzsl != 0 {
         tracing::warn!(nqn = %p.nqn, "passthrough/enable_nssr/admin_label/dmrsl/wzsl ignored");
     }
+    if p.max_namespaces > crate::subsystem::MAX_NAMESPACES_LIMIT {
+        tracing::error!(
+            nqn = %p.nqn,
+            max_namespaces = p.max_namespaces,
+            limit = crate::subsystem::MAX_NAMESPACES_LIMIT,
+            "max_namespaces above the limit"
+        );
+        return r.err(RpcError::invalid_params(format!(
+            "max_namespaces {} above the limit {}",
+            p.max_namespaces,
+            crate::subsystem::MAX_NAMESPACES_LIMIT
+        )));
+    }
     s.max_namespaces = p.max_namespaces;
     s.allow_any_host = p.allow_any_host;
     s.ana_reporting = p.ana_reporting;

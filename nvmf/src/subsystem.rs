@@ -32,6 +32,11 @@ pub const DEFAULT_MODEL: &str = "SPDK bdev Controller";
 /// Namespaces of a subsystem created with `max_namespaces` 0 (SPDK
 /// `NVMF_SUBSYSTEM_DEFAULT_NAMESPACES`).
 pub const DEFAULT_MAX_NAMESPACES: u32 = 32;
+/// Largest `max_namespaces` accepted. Tables sized by it are built per listener and per
+/// controller and walked by RPCs, so a huge value (the field is a u32) would let one RPC or
+/// config line allocate gigabytes; SPDK bounds it only by its calloc failing, the Linux target
+/// at 1024.
+pub const MAX_NAMESPACES_LIMIT: u32 = 65536;
 /// Smallest dynamic controller ID.
 pub const MIN_CNTLID: u16 = 0x0001;
 /// Largest dynamic controller ID (NVMe: 0xFFF0.. are reserved).

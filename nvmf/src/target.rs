@@ -820,6 +820,13 @@ impl Target {
                 s.min_cntlid, s.max_cntlid
             )));
         }
+        if s.max_namespaces > crate::subsystem::MAX_NAMESPACES_LIMIT {
+            return Err(NvmfError::InvalidParam(format!(
+                "max_namespaces {} above the limit {}",
+                s.max_namespaces,
+                crate::subsystem::MAX_NAMESPACES_LIMIT
+            )));
+        }
         {
             let subs = self.0.subsystems.borrow();
             if subs.iter().any(|x| x.nqn == s.nqn) {

@@ -130,6 +130,42 @@ fn rpc_errors_are_worded_as_spdk() {
         (e.code, e.message.as_str()),
         (-32602, "Invalid cntlid range [10-5]")
     );
+    // A huge max_namespaces would size per-listener and per-controller tables: refused, and
+    // nothing is created.
+    let e = call(
+        &env,
+        &reg,
+        "nvmf_create_subsystem",
+        json!({"nqn": "nqn.2016-06.io.spdk:cnode9", "max_namespaces": u32::MAX}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (-32602, "max_namespaces 4294967295 above the limit 65536")
+    );
+    let e = call(
+        &env,
+        &reg,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": "nqn.2016-06.io.spdk:cnode9",
+               "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "4420"}}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, -32602, "{e:?}");
+    call(
+        &env,
+        &reg,
+        "nvmf_create_subsystem",
+        json!({"nqn": "nqn.2016-06.io.spdk:cnode9", "max_namespaces": 65536}),
+    )
+    .unwrap();
+    call(
+        &env,
+        &reg,
+        "nvmf_delete_subsystem",
+        json!({"nqn": "nqn.2016-06.io.spdk:cnode9"}),
+    )
+    .unwrap();
     let e = call(
         &env,
         &reg,
