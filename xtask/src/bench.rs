@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// NVMe/TCP header sizes (NVMe/TCP 1.0, 3.6): CapsuleCmd, C2HData and CapsuleResp.
 const CAPSULE_CMD: usize = 72;
@@ -86,6 +86,107 @@ pub struct BenchArgs {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/bench.json")]
     pub out: PathBuf,
+    /// SPDK's `build/bin` directory: its `nvmf_tgt` is measured beside ours in the same
+    /// rounds (same malloc bdev, same client), and with its `spdk_nvme_perf`, when present, as a
+    /// second client against both targets. SPDK gets hugepages when 1.5 GiB of them are free
+    /// (`-s 1024` target, `-s 512` perf), else `--no-huge -s 1024`.
+    #[arg(long)]
+    pub spdk_bin: Option<PathBuf>,
+}
+
+/// A target under test: started once, SIGSTOPped while another program has its core.
+struct Target {
+    name: &'static str,
+    proc: KillOnDrop,
+    port: u16,
+}
+
+impl Target {
+    fn pid(&self) -> String {
+        self.proc
+            .0
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        if let Some(c) = self.proc.0.as_mut() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+        self.proc.0 = None;
+    }
+}
+
+/// A client program: ours (`nvme_perf`) or SPDK's (`spdk_nvme_perf` with its memory options).
+struct Client {
+    name: &'static str,
+    bin: PathBuf,
+    extra: Vec<String>,
+}
+
+/// Memory options for SPDK's target and perf: hugepages when enough are free.
+fn spdk_mem_args() -> (Vec<String>, Vec<String>, bool) {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let free_kib = field("HugePages_Free:") * field("Hugepagesize:");
+    let v = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    if free_kib >= 1536 * 1024 {
+        (v(&["-s", "1024"]), v(&["-s", "512"]), true)
+    } else {
+        (
+            v(&["--no-huge", "-s", "1024"]),
+            v(&["--no-huge", "-s", "1024"]),
+            false,
+        )
+    }
+}
+
+/// Starts a target on core 0 and waits for its listener.
+fn start_target(
+    name: &'static str,
+    bin: &Path,
+    args: &[String],
+    cfg: &Path,
+    sock: &Path,
+    port: u16,
+    log: &Path,
+) -> Result<Target> {
+    let _ = std::fs::remove_file(sock);
+    let log_file = std::fs::File::create(log)?;
+    let child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(bin)
+        .args(["-m", "0x1"])
+        .args(args)
+        .arg("-r")
+        .arg(sock)
+        .arg("-c")
+        .arg(cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let t = Target {
+        name,
+        proc: KillOnDrop(Some(child)),
+        port,
+    };
+    wait_port(port, Duration::from_secs(30))
+        .with_context(|| format!("{name} target (log: {})", log.display()))?;
+    Ok(t)
 }
 
 /// Runs the benchmark.
@@ -113,75 +214,94 @@ pub fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
     let bin = |n: &str| target_dir.join("release").join(n);
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir)?;
+
+    let mut targets = Vec::new();
     let port = free_port()?;
     let cfg = dir.join("bench-config.json");
     std::fs::write(&cfg, target_config(port).to_string())?;
-    let sock = dir.join("bench.sock");
-    let _ = std::fs::remove_file(&sock);
-    let mut tgt = KillOnDrop(Some(
-        Command::new("taskset")
-            .args(["-c", "0"])
-            .arg(bin("nvmf_tgt"))
-            .args(["-m", "0x1", "-r"])
-            .arg(&sock)
-            .arg("-c")
-            .arg(&cfg)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start nvmf_tgt")?,
-    ));
-    wait_port(port, Duration::from_secs(20))?;
-    let trid = format!(
-        "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:nqn.2016-06.io.spdk:bench"
-    );
-    let xtask = std::env::current_exe()?;
-    let mut rows = Vec::new();
-    for case in CASES {
-        let (req, resp) = case.wire_sizes();
-        let mut perf = Vec::new();
-        let mut echo = Vec::new();
-        for run in 0..args.runs {
-            let iops = run_perf(&bin("nvme_perf"), &trid, case, args.seconds)?;
-            // The idle target busy-polls core 0: stop it while the echo server has the core.
-            let pid = tgt
-                .0
-                .as_ref()
-                .map(|c| c.id().to_string())
-                .unwrap_or_default();
-            signal(&pid, "-STOP")?;
-            let ops = run_echo(&xtask, req, resp, case.depth, args.seconds);
-            signal(&pid, "-CONT")?;
-            let ops = ops?;
-            eprintln!(
-                "    {} run {}/{}: nvme_perf {:.0} IOPS, echo {:.0} ops/s",
-                case.name,
-                run + 1,
-                args.runs,
-                iops,
-                ops
-            );
-            perf.push(iops);
-            echo.push(ops);
+    targets.push(start_target(
+        "rspdk",
+        &bin("nvmf_tgt"),
+        &[],
+        &cfg,
+        &dir.join("bench.sock"),
+        port,
+        &dir.join("rspdk-nvmf_tgt.log"),
+    )?);
+    signal(&targets[0].pid(), "-STOP")?;
+    let mut clients = vec![Client {
+        name: "nvme_perf",
+        bin: bin("nvme_perf"),
+        extra: Vec::new(),
+    }];
+    let mut hugepages = None;
+    if let Some(spdk) = &args.spdk_bin {
+        let (tgt_mem, perf_mem, huge) = spdk_mem_args();
+        hugepages = Some(huge);
+        let port = free_port()?;
+        let cfg = dir.join("spdk-config.json");
+        std::fs::write(&cfg, target_config(port).to_string())?;
+        targets.push(start_target(
+            "SPDK",
+            &spdk.join("nvmf_tgt"),
+            &tgt_mem,
+            &cfg,
+            &dir.join("spdk.sock"),
+            port,
+            &dir.join("spdk-nvmf_tgt.log"),
+        )?);
+        signal(&targets[1].pid(), "-STOP")?;
+        let perf = spdk.join("spdk_nvme_perf");
+        if perf.exists() {
+            clients.push(Client {
+                name: "spdk_nvme_perf",
+                bin: perf,
+                extra: perf_mem,
+            });
         }
-        rows.push((case, perf, echo));
     }
-    if let Some(c) = tgt.0.as_mut() {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
-        let _ = c.wait();
+    let xtask = std::env::current_exe()?;
+    // results[case][client][target] = IOPS of every run.
+    let mut results = vec![vec![vec![Vec::new(); targets.len()]; clients.len()]; CASES.len()];
+    let mut echoes = vec![Vec::new(); CASES.len()];
+    for (ci, case) in CASES.iter().enumerate() {
+        let (req, resp) = case.wire_sizes();
+        for run in 0..args.runs {
+            let mut line = format!("    {} run {}/{}:", case.name, run + 1, args.runs);
+            for (cl, client) in clients.iter().enumerate() {
+                for (ti, t) in targets.iter().enumerate() {
+                    // Only the target under test runs: an idle one busy-polls core 0.
+                    signal(&t.pid(), "-CONT")?;
+                    let trid = format!(
+                        "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{} subnqn:nqn.2016-06.io.spdk:bench",
+                        t.port
+                    );
+                    let iops = run_perf(client, &trid, case, args.seconds);
+                    signal(&t.pid(), "-STOP")?;
+                    let iops = iops.with_context(|| format!("{} -> {}", client.name, t.name))?;
+                    line += &format!(" {}->{} {:.0} IOPS,", client.name, t.name, iops);
+                    results[ci][cl][ti].push(iops);
+                }
+            }
+            // Every target is stopped while the echo server has core 0.
+            let ops = run_echo(&xtask, req, resp, case.depth, args.seconds)?;
+            eprintln!("{line} echo {ops:.0} ops/s");
+            echoes[ci].push(ops);
+        }
     }
-    tgt.0 = None;
+    for t in &mut targets {
+        signal(&t.pid(), "-CONT")?;
+        t.stop();
+    }
 
     println!(
         "{:<24} {:>14} {:>16} {:>8} {:>12}",
         "case", "nvme_perf IOPS", "TCP echo ops/s", "ratio", "MiB/s"
     );
     let mut out = Vec::new();
-    for (case, perf, echo) in &rows {
+    for (ci, case) in CASES.iter().enumerate() {
+        let perf = &results[ci][0][0];
+        let echo = &echoes[ci];
         let p = median(perf);
         let e = median(echo);
         let ratio = if e > 0.0 { p / e } else { 0.0 };
@@ -191,18 +311,56 @@ pub fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
             case.name, p, e, ratio, mib
         );
         let (req, resp) = case.wire_sizes();
-        out.push(json!({
+        let mut row = json!({
             "case": case.name, "workload": case.workload, "io_size": case.io_size,
             "queue_depth": case.depth, "wire_request_bytes": req, "wire_response_bytes": resp,
             "nvme_perf_iops": perf, "echo_ops": echo,
             "median_iops": p, "median_echo_ops": e, "ratio_to_wire": ratio,
-        }));
+        });
+        if targets.len() > 1 {
+            let mut cmp = Vec::new();
+            for (cl, client) in clients.iter().enumerate() {
+                let ours = median(&results[ci][cl][0]);
+                let spdk = median(&results[ci][cl][1]);
+                cmp.push(json!({
+                    "client": client.name,
+                    "rspdk_iops": results[ci][cl][0], "spdk_iops": results[ci][cl][1],
+                    "median_rspdk_iops": ours, "median_spdk_iops": spdk,
+                    "ratio_rspdk_to_spdk": if spdk > 0.0 { ours / spdk } else { 0.0 },
+                }));
+            }
+            row["spdk_comparison"] = Value::Array(cmp);
+        }
+        out.push(row);
+    }
+    if targets.len() > 1 {
+        println!();
+        println!(
+            "rspdk nvmf_tgt vs SPDK nvmf_tgt (SPDK with{} hugepages), medians, same rounds:",
+            if hugepages == Some(true) { "" } else { "out" }
+        );
+        println!(
+            "{:<24} {:<16} {:>12} {:>12} {:>8}",
+            "case", "client", "rspdk IOPS", "SPDK IOPS", "ratio"
+        );
+        for (ci, case) in CASES.iter().enumerate() {
+            for (cl, client) in clients.iter().enumerate() {
+                let ours = median(&results[ci][cl][0]);
+                let spdk = median(&results[ci][cl][1]);
+                let ratio = if spdk > 0.0 { ours / spdk } else { 0.0 };
+                println!(
+                    "{:<24} {:<16} {:>12.0} {:>12.0} {:>8.2}",
+                    case.name, client.name, ours, spdk, ratio
+                );
+            }
+        }
     }
     let out_path = root.join(&args.out);
     if let Some(parent) = out_path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let doc = json!({"seconds": args.seconds, "runs": args.runs, "cases": out});
+    let doc = json!({"seconds": args.seconds, "runs": args.runs, "spdk_hugepages": hugepages,
+        "cases": out});
     std::fs::write(&out_path, serde_json::to_vec_pretty(&doc)?)?;
     eprintln!("results written to {}", out_path.display());
     Ok(())
@@ -263,11 +421,13 @@ fn median(v: &[f64]) -> f64 {
     s.get(s.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Runs nvme_perf on core 1 and returns its total IOPS.
-fn run_perf(perf: &Path, trid: &str, case: &Case, seconds: u64) -> Result<f64> {
+/// Runs a perf client on core 1 and returns its total IOPS (ours and SPDK's print the same
+/// `Total` line).
+fn run_perf(client: &Client, trid: &str, case: &Case, seconds: u64) -> Result<f64> {
     let out = Command::new("taskset")
         .args(["-c", "1"])
-        .arg(perf)
+        .arg(&client.bin)
+        .args(&client.extra)
         .args([
             "-r",
             trid,
@@ -278,16 +438,18 @@ fn run_perf(perf: &Path, trid: &str, case: &Case, seconds: u64) -> Result<f64> {
         ])
         .args(["-w", case.workload, "-t", &seconds.to_string(), "-c", "0x2"])
         .output()
-        .context("cannot run nvme_perf")?;
+        .with_context(|| format!("cannot run {}", client.name))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
-            "nvme_perf failed: {}{}",
+            "{} failed: {}{}",
+            client.name,
             text,
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    parse_total_iops(&text).with_context(|| format!("no Total line in nvme_perf output:\n{text}"))
+    parse_total_iops(&text)
+        .with_context(|| format!("no Total line in {} output:\n{text}", client.name))
 }
 
 /// The IOPS column of nvme_perf's `Total  :  IOPS  MiB/s ...` line.
