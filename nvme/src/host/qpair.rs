@@ -307,7 +307,7 @@ impl Qpair {
     ) -> Result<(Cqe, Vec<u8>), HostError> {
         const TAG: u64 = u64::MAX;
         let cid = self.submit(sqe, payload, TAG).map_err(|r| r.error)?;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut out = Vec::new();
         loop {
             let r = self.process_completions(&mut out);
@@ -337,6 +337,18 @@ impl Qpair {
         }
     }
 }
+
+/// `now + timeout`, saturating: a timeout too large to add to the clock (`Duration::MAX`, or
+/// a user-given `u64` of seconds) means "practically never" instead of a panic.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// About 136 years: what a deadline saturates to.
+const FAR_FUTURE: Duration = Duration::from_secs(u32::MAX as u64);
 
 /// What the fabrics Connect command says about the host.
 #[derive(Clone, Copy, Debug)]

@@ -637,7 +637,7 @@ impl Transport for TcpTransport {
         params: &QpairParams,
     ) -> Result<Box<dyn TransportQpair>, HostError> {
         let addr = trid.socket_addr()?;
-        let deadline = Instant::now() + params.connect_timeout;
+        let deadline = super::qpair::deadline_after(params.connect_timeout);
         let stream = TcpStream::connect_timeout(&addr, params.connect_timeout)
             .map_err(|e| HostError::io("connect", &e))?;
         stream

@@ -821,3 +821,42 @@ fn random_and_mutated_target_bytes_never_panic_and_fail_cleanly() {
         let _ = t;
     }
 }
+
+/// A connect timeout too large to add to the clock (`Duration::MAX`) must not panic
+/// ("overflow when adding duration to instant"): the deadline saturates and the connection
+/// fails for its real reason (here: the peer closes before sending an ICResp).
+#[test]
+fn huge_connect_timeout_saturates_instead_of_panicking() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let closer = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        // Read the whole 128-byte ICReq first so the close is a FIN, not a reset.
+        let mut icreq = [0u8; 128];
+        std::io::Read::read_exact(&mut s, &mut icreq).unwrap();
+        drop(s);
+    });
+    let trid = TransportId::parse(&format!(
+        "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:nqn.2016-06.io.spdk:x"
+    ))
+    .unwrap();
+    let params = QpairParams {
+        qid: 0,
+        queue_size: 32,
+        hdgst: false,
+        ddgst: false,
+        connect_timeout: std::time::Duration::MAX,
+    };
+    let r = tcp::TcpTransport.connect_qpair(&trid, &params);
+    closer.join().unwrap();
+    assert_eq!(r.err(), Some(HostError::Closed));
+}
+
+#[test]
+fn deadline_after_saturates() {
+    let before = std::time::Instant::now();
+    let d = super::qpair::deadline_after(std::time::Duration::MAX);
+    assert!(d >= before + std::time::Duration::from_secs(u64::from(u32::MAX)));
+    let small = super::qpair::deadline_after(std::time::Duration::from_millis(5));
+    assert!(small <= std::time::Instant::now() + std::time::Duration::from_millis(5));
+}
