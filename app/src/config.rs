@@ -91,23 +91,54 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigFile {
-    /// Reads and checks a config file.
+    /// Reads and checks a config file. Only a regular file is read (a device such as
+    /// `/dev/zero`, a FIFO or a directory is refused without reading), and at most
+    /// [`MAX_CONFIG_FILE_SIZE`] bytes of it: a longer file (even one still growing) is refused
+    /// as "config file too large".
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let err = |problem: String| ConfigError {
-            path: path.to_path_buf(),
-            subsystem: None,
-            method: None,
-            problem,
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+
+        let err = |problem: String| {
+            tracing::error!(file = %path.display(), "cannot load the JSON configuration: {problem}");
+            ConfigError {
+                path: path.to_path_buf(),
+                subsystem: None,
+                method: None,
+                problem,
+            }
         };
-        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        if meta.len() > MAX_CONFIG_FILE_SIZE {
+        // Non-blocking so that opening a FIFO without a writer returns at once instead of
+        // waiting for one; the type is then checked on the open file (no check-then-open race).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| err(format!("cannot read: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| err(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
             return Err(err(format!(
-                "file is {} bytes, more than the {} allowed",
-                meta.len(),
-                MAX_CONFIG_FILE_SIZE
+                "not a regular file ({})",
+                file_kind(&meta.file_type())
             )));
         }
-        let text = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let too_large = || {
+            err(format!(
+                "config file too large (more than {MAX_CONFIG_FILE_SIZE} bytes)"
+            ))
+        };
+        if meta.len() > MAX_CONFIG_FILE_SIZE {
+            return Err(too_large());
+        }
+        let mut text = Vec::new();
+        file.take(MAX_CONFIG_FILE_SIZE + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| err(format!("cannot read: {e}")))?;
+        if text.len() as u64 > MAX_CONFIG_FILE_SIZE {
+            return Err(too_large());
+        }
         Self::parse(path, &text)
     }
 
@@ -178,6 +209,24 @@ impl ConfigFile {
     }
 }
 
+/// A word for a file type that is not a regular file.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a plain file"
+    }
+}
+
 fn parse_entry(e: &Value) -> Result<ConfigEntry, (Option<String>, String)> {
     match e {
         Value::Array(batch) => batch
@@ -214,6 +263,59 @@ mod tests {
 
     fn parse(v: &str) -> Result<ConfigFile, ConfigError> {
         ConfigFile::parse(Path::new("t.json"), v.as_bytes())
+    }
+
+    fn load_problem(path: &Path) -> String {
+        let e = ConfigFile::load(path).unwrap_err();
+        assert_eq!((e.subsystem.as_deref(), e.method.as_deref()), (None, None));
+        e.problem
+    }
+
+    #[test]
+    fn dev_zero_is_refused_without_reading() {
+        assert_eq!(
+            load_problem(Path::new("/dev/zero")),
+            "not a regular file (a character device)"
+        );
+    }
+
+    #[test]
+    fn fifo_and_directory_are_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("cfg.fifo");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // No writer ever opens it: a blocking open or read would hang this test.
+        assert_eq!(load_problem(&fifo), "not a regular file (a FIFO)");
+        assert_eq!(load_problem(dir.path()), "not a regular file (a directory)");
+    }
+
+    #[test]
+    fn file_over_64_mib_is_too_large_and_64_mib_plus_one_is_the_first_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.json");
+        // Sparse: no disk blocks and no read (the size check comes first).
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_CONFIG_FILE_SIZE + 1).unwrap();
+        assert_eq!(
+            load_problem(&big),
+            "config file too large (more than 67108864 bytes)"
+        );
+        let e = ConfigFile::load(&big).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "config file {}: config file too large (more than 67108864 bytes)",
+                big.display()
+            )
+        );
+        // A small regular file still loads.
+        let ok = dir.path().join("ok.json");
+        std::fs::write(&ok, r#"{"subsystems":[]}"#).unwrap();
+        assert!(ConfigFile::load(&ok).unwrap().subsystems.is_empty());
     }
 
     #[test]

@@ -154,6 +154,35 @@ fn config_that_is_not_json_stops_startup_naming_the_file() {
 }
 
 #[test]
+fn config_dev_zero_and_fifo_stop_startup_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("cfg.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (path, kind) in [
+        (std::path::PathBuf::from("/dev/zero"), "a character device"),
+        (fifo, "a FIFO"),
+    ] {
+        let sock = dir.path().join("s.sock");
+        let (st, err) = run_to_exit(&["-c", path.to_str().unwrap()], &sock);
+        assert_eq!(st.code(), Some(1), "{err}");
+        assert_eq!(
+            fatal_line(&err),
+            format!(
+                "nvmf_tgt: config file {}: not a regular file ({kind})",
+                path.display()
+            )
+        );
+        assert!(!sock.exists());
+    }
+}
+
+#[test]
 fn config_with_unknown_method_stops_startup_naming_subsystem_and_method() {
     let (st, err, cfg) = bad_config(
         r#"{"subsystems":[{"subsystem":"iobuf","config":[{"method":"no_such_method","params":{}}]}]}"#,
