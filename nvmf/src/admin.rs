@@ -1,7 +1,7 @@
 //! Admin commands of I/O and discovery controllers (SPDK `nvmf_ctrlr_process_admin_cmd`).
 
 use crate::ctrlr::{
-    AEC_ANA_CHANGE, AEC_DISCOVERY_LOG_CHANGE, AEC_NS_ATTR, Ctrlr, KAS_UNIT_MS, LID_CHANGED_NS_LIST,
+    AEC_ANA_CHANGE, AEC_DISCOVERY_LOG_CHANGE, AEC_NS_ATTR, Ctrlr, LID_CHANGED_NS_LIST,
     LID_DISCOVERY, LID_RESERVATION_NOTIFICATION, MAX_AERS, RESV_MASK_BITS,
 };
 use crate::discovery;
@@ -913,17 +913,7 @@ fn set_features(ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Reply {
             feat.async_event_configuration = cdw11 & allowed;
         }
         fid::KEEP_ALIVE_TIMER => {
-            let opts = &ctrlr.opts;
-            let kas = u32::from(opts.kas) * KAS_UNIT_MS;
-            feat.keep_alive_timer = if cdw11 == 0 {
-                0
-            } else if cdw11 < opts.min_kato {
-                opts.min_kato
-            } else if kas > 0 {
-                cdw11.div_ceil(kas) * kas
-            } else {
-                cdw11
-            };
+            feat.keep_alive_timer = crate::ctrlr::effective_kato(cdw11, &ctrlr.opts);
             ctrlr
                 .shared
                 .kato_ms

@@ -37,6 +37,39 @@ pub(crate) const SC_CONNECT_INVALID_HOST: u8 = 0x84;
 pub(crate) const DISC_KATO_MS: u32 = 120_000;
 /// One KAS unit in milliseconds.
 pub(crate) const KAS_UNIT_MS: u32 = 100;
+
+/// The KATO a controller uses for a host's `requested` value in milliseconds (Connect KATO
+/// or Set Features Keep Alive Timer), as SPDK: 0 stays 0 (no keep-alive), at most `min_kato`
+/// becomes `min_kato`, anything else is rounded up to the KAS granularity. Computed in 64
+/// bits: a value whose rounding does not fit in 32 bits (e.g. 0xFFFFFFFF) is clamped to the
+/// largest multiple of the granularity that does, with a warning.
+pub(crate) fn effective_kato(requested: u32, opts: &TransportOpts) -> u32 {
+    if requested == 0 {
+        return 0;
+    }
+    if requested <= opts.min_kato {
+        return opts.min_kato;
+    }
+    let unit = u64::from(opts.kas) * u64::from(KAS_UNIT_MS);
+    if unit == 0 {
+        return requested;
+    }
+    let rounded = u64::from(requested).div_ceil(unit) * unit;
+    match u32::try_from(rounded) {
+        Ok(k) => k,
+        Err(_) => {
+            let clamped = (u64::from(u32::MAX) / unit) * unit;
+            tracing::warn!(
+                requested,
+                clamped,
+                "keep alive timeout rounded to the KAS granularity exceeds 32 bits; clamped"
+            );
+            // `clamped` <= u32::MAX by construction.
+            u32::try_from(clamped).unwrap_or(u32::MAX)
+        }
+    }
+}
+
 /// Reset/shutdown timeout reported in CAP.TO (SPDK `NVMF_CTRLR_RESET_SHN_TIMEOUT_IN_MS`).
 pub(crate) const RESET_SHN_TIMEOUT_MS: u32 = 15_000;
 /// Outstanding AERs per controller (Identify AERL + 1, SPDK `NVMF_MAX_ASYNC_EVENTS`).
@@ -701,14 +734,11 @@ fn connect_admin(
     else {
         return Reply::status(GenericStatus::INTERNAL_DEVICE_ERROR.into());
     };
-    let kas = u32::from(opts.kas);
     let host_kato = cmd.kato.get();
-    let mut kato = if kas == 0 || host_kato == 0 {
+    let mut kato = if opts.kas == 0 {
         0
-    } else if host_kato <= opts.min_kato {
-        opts.min_kato
     } else {
-        host_kato.div_ceil(kas * KAS_UNIT_MS) * kas * KAS_UNIT_MS
+        effective_kato(host_kato, &opts)
     };
     // SPDK enables ANA change notices by default when the subsystem reports ANA.
     let mut aec = AEC_NS_ATTR

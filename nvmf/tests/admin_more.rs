@@ -92,6 +92,40 @@ fn keep_alive_timer_and_number_of_queues_features() {
     );
 }
 
+/// Largest multiple of the default KAS granularity (10 s) that fits in 32 bits.
+const KATO_CLAMPED: u32 = 4_294_960_000;
+
+#[test]
+fn connect_with_kato_u32_max_is_clamped_not_overflowed() {
+    let env = setup();
+    let (h, _) = admin_connect(&env, HOSTNQN, u32::MAX);
+    let (c, _) = env.cmd(&h, sqe(0x0a, 3, 0, 0x0f, 0, 0), None, 0);
+    ok(&c);
+    assert_eq!(c.dw0.get(), KATO_CLAMPED);
+    // A second host still connects and gets its own rounding.
+    let (h2, _) = admin_connect(&env, HOSTNQN, 15_000);
+    let (c, _) = env.cmd(&h2, sqe(0x0a, 3, 0, 0x0f, 0, 0), None, 0);
+    assert_eq!(c.dw0.get(), 20_000);
+}
+
+#[test]
+fn set_features_kato_near_u32_max_is_clamped_not_overflowed() {
+    let env = setup();
+    let (h, _) = admin_connect(&env, HOSTNQN, 0);
+    for (cid, v) in [(2u16, u32::MAX), (4, KATO_CLAMPED + 1)] {
+        let (c, _) = env.cmd(&h, sqe(0x09, cid, 0, 0x0f, v, 0), None, 0);
+        ok(&c);
+        let (c, _) = env.cmd(&h, sqe(0x0a, cid + 1, 0, 0x0f, 0, 0), None, 0);
+        assert_eq!(c.dw0.get(), KATO_CLAMPED, "set {v:#x}");
+    }
+    // Exactly representable: kept.
+    ok(&env
+        .cmd(&h, sqe(0x09, 6, 0, 0x0f, KATO_CLAMPED, 0), None, 0)
+        .0);
+    let (c, _) = env.cmd(&h, sqe(0x0a, 7, 0, 0x0f, 0, 0), None, 0);
+    assert_eq!(c.dw0.get(), KATO_CLAMPED);
+}
+
 #[test]
 fn transfer_above_max_io_size_is_refused() {
     let env = setup();
