@@ -742,8 +742,8 @@ impl ReservationState {
 
 /// Loads the reservation state of a namespace with `ptpl_file` `path` whose bdev has UUID
 /// `bdev` (SPDK `nvmf_ns_reservation_load_json` + restore). A missing or empty file is an
-/// empty state (SPDK empties the file when persistence goes off). The path must name a
-/// regular file, not a symbolic link, of at most [`PTPL_FILE_MAX`] bytes holding one
+/// empty state (SPDK empties the file when persistence goes off). The path must be
+/// absolute, without `..` components, and name a regular file, not a symbolic link, of at most [`PTPL_FILE_MAX`] bytes holding one
 /// [`PtplRecord`]: it is opened once with `O_NOFOLLOW | O_NONBLOCK` and the opened handle's
 /// type checked, so a directory, FIFO or device is refused before any data is read.
 pub fn load_ptpl_file(
@@ -756,6 +756,23 @@ pub fn load_ptpl_file(
     if path.file_name().is_none() {
         return Err(NvmfError::InvalidParam(format!(
             "ptpl_file '{shown}' does not name a file"
+        )));
+    }
+    // The file is created and replaced later on a remote host's request (Register with
+    // CPTPL=3): only an absolute path without `..` is taken, so what it names is plain.
+    if !path.is_absolute() {
+        tracing::error!(path = %shown, "ptpl_file is not an absolute path");
+        return Err(NvmfError::InvalidParam(format!(
+            "ptpl_file '{shown}' is not an absolute path"
+        )));
+    }
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        tracing::error!(path = %shown, "ptpl_file has a '..' component");
+        return Err(NvmfError::InvalidParam(format!(
+            "ptpl_file '{shown}' has a '..' component"
         )));
     }
     // One open, checked through its handle (no check-then-open race): O_NOFOLLOW refuses

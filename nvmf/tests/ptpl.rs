@@ -515,3 +515,45 @@ fn feature_83h_for_all_namespaces_leaves_namespaces_masked_from_the_host_alone()
     assert_eq!(get_ptpl(&env, &b, 3), (Status::SUCCESS, 0));
     assert_eq!(read(&f3), "");
 }
+
+#[test]
+fn relative_and_dot_dot_ptpl_files_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = setup();
+    let (bdev, _) = new_bdev(&env);
+    expect_refused(
+        &env,
+        &bdev,
+        Path::new("ptpl.json"),
+        "ptpl_file 'ptpl.json' is not an absolute path",
+    );
+    expect_refused(
+        &env,
+        &bdev,
+        Path::new("./sub/ptpl.json"),
+        "ptpl_file './sub/ptpl.json' is not an absolute path",
+    );
+    let up = dir.path().join("a/../f.json");
+    expect_refused(
+        &env,
+        &bdev,
+        &up,
+        &format!("ptpl_file '{}' has a '..' component", up.display()),
+    );
+    // Through the RPC: SPDK's answer for a failed add, and nothing created.
+    let reg = rpc_registry(&env);
+    for f in ["nologin", "../x.json"] {
+        let e = rpc_call(
+            &env,
+            &reg,
+            "nvmf_subsystem_add_ns",
+            serde_json::json!({"nqn": SUBNQN, "namespace": {"bdev_name": bdev, "ptpl_file": f}}),
+        )
+        .unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (-32602, "Invalid parameters"));
+    }
+    assert!(!Path::new("nologin").exists());
+    // The bdev was released: an absolute path still works.
+    let good = dir.path().join("f.json");
+    assert_eq!(add_ptpl_ns(&env, &bdev, &good).unwrap(), NSID);
+}
