@@ -1,6 +1,6 @@
 //! One JSON-RPC call and the way back to its caller.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
@@ -9,6 +9,30 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::RpcError;
+
+/// What the answers of one connection may hold, shared by its [`Pending`] entries.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    /// Bytes of encoded answers held by pending entries (not yet moved to the output buffer).
+    held: Cell<usize>,
+    /// Largest answer: one JSON text with its newline (a response, or a batch's whole array).
+    max_answer: usize,
+}
+
+impl Budget {
+    /// A budget allowing answers of at most `max_answer` bytes.
+    pub(crate) fn new(max_answer: usize) -> Rc<Budget> {
+        Rc::new(Budget {
+            held: Cell::new(0),
+            max_answer,
+        })
+    }
+
+    /// Bytes of encoded answers held by pending entries.
+    pub(crate) fn held(&self) -> usize {
+        self.held.get()
+    }
+}
 
 /// The answers owed for one top-level JSON text received on a connection: one slot for a
 /// single request, one slot per element for a batch. The connection keeps these in arrival
@@ -20,6 +44,9 @@ pub(crate) struct Pending {
     parts: Vec<Option<Option<Vec<u8>>>>,
     remaining: usize,
     batch: bool,
+    /// Bytes held in `parts`.
+    bytes: usize,
+    budget: Rc<Budget>,
 }
 
 /// Shared handle on a [`Pending`].
@@ -27,21 +54,26 @@ pub(crate) type PendingRef = Rc<RefCell<Pending>>;
 
 impl Pending {
     /// Slots for `count` calls; `batch` selects the array form of the answer.
-    pub(crate) fn new(count: usize, batch: bool) -> PendingRef {
+    pub(crate) fn new(count: usize, batch: bool, budget: &Rc<Budget>) -> PendingRef {
         Rc::new(RefCell::new(Pending {
             parts: vec![None; count],
             remaining: count,
             batch,
+            bytes: 0,
+            budget: budget.clone(),
         }))
     }
 
     /// A single, already-known answer (errors found while framing).
-    pub(crate) fn ready(bytes: Vec<u8>) -> PendingRef {
-        Rc::new(RefCell::new(Pending {
-            parts: vec![Some(Some(bytes))],
-            remaining: 0,
-            batch: false,
-        }))
+    pub(crate) fn ready(bytes: Vec<u8>, budget: &Rc<Budget>) -> PendingRef {
+        let pending = Pending::new(1, false, budget);
+        pending.borrow_mut().fill(0, Some(bytes));
+        pending
+    }
+
+    /// Number of calls (slots).
+    pub(crate) fn calls(&self) -> usize {
+        self.parts.len()
     }
 
     /// Fills slot `index`; a slot is filled at most once.
@@ -49,8 +81,46 @@ impl Pending {
         if let Some(slot) = self.parts.get_mut(index)
             && slot.is_none()
         {
+            let len = bytes.as_ref().map_or(0, Vec::len);
             *slot = Some(bytes);
             self.remaining -= 1;
+            self.bytes += len;
+            self.budget.held.set(self.budget.held.get() + len);
+        }
+    }
+
+    /// Encodes the answer of call `index` (nothing for a notification, `id` `None`) into its
+    /// slot. An answer that would make this entry's output larger than the budget's
+    /// `max_answer` is replaced by a `-32603` error naming the limit (SPDK's words); the
+    /// encoder stops at the limit, so the oversize text is never built. Returns false then.
+    pub(crate) fn answer(
+        &mut self,
+        index: usize,
+        id: Option<&Value>,
+        result: &Result<Value, RpcError>,
+    ) -> bool {
+        let Some(id) = id else {
+            self.fill(index, None);
+            return true;
+        };
+        // Room left: the whole output adds one separator per part, brackets and a newline.
+        let room = self
+            .budget
+            .max_answer
+            .saturating_sub(self.bytes + self.parts.len() + 2);
+        match encode_capped(id, result, room) {
+            Some(bytes) => {
+                self.fill(index, Some(bytes));
+                true
+            }
+            None => {
+                let error = RpcError::internal(format!(
+                    "Send buf exceeded maximum size ({})",
+                    self.budget.max_answer
+                ));
+                self.fill(index, Some(encode_response(id, &Err(error))));
+                false
+            }
         }
     }
 
@@ -62,6 +132,10 @@ impl Pending {
     /// The bytes to write for a complete entry, with SPDK's trailing newline; empty when
     /// nothing is owed (notifications only).
     pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        self.budget
+            .held
+            .set(self.budget.held.get().saturating_sub(self.bytes));
+        self.bytes = 0;
         let mut bodies = self.parts.iter_mut().filter_map(|p| p.take().flatten());
         let mut out = Vec::new();
         if self.batch {
@@ -82,36 +156,82 @@ impl Pending {
     }
 }
 
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // A connection closed with answers still held gives their bytes back.
+        self.budget
+            .held
+            .set(self.budget.held.get().saturating_sub(self.bytes));
+    }
+}
+
+/// A `Write` into memory that fails instead of growing past `cap` bytes.
+struct CappedWriter {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.cap {
+            return Err(std::io::Error::other("answer larger than the limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The wire form of a response.
+#[derive(Serialize)]
+struct Response<'a> {
+    jsonrpc: &'static str,
+    id: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a RpcError>,
+}
+
+impl<'a> Response<'a> {
+    fn new(id: &'a Value, result: &'a Result<Value, RpcError>) -> Self {
+        Response {
+            jsonrpc: "2.0",
+            id,
+            result: result.as_ref().ok(),
+            error: result.as_ref().err(),
+        }
+    }
+}
+
+/// Encodes a response if it fits in `cap` bytes; `None` when it does not (encoding stops at
+/// the limit).
+fn encode_capped(id: &Value, result: &Result<Value, RpcError>, cap: usize) -> Option<Vec<u8>> {
+    let mut w = CappedWriter {
+        buf: Vec::new(),
+        cap,
+    };
+    match serde_json::to_writer(&mut w, &Response::new(id, result)) {
+        Ok(()) => Some(w.buf),
+        Err(e) if e.is_io() => None,
+        // Not an I/O error: the full encoder reports and falls back.
+        Err(_) => Some(encode_response(id, result)),
+    }
+}
+
 /// Encodes `{"jsonrpc":"2.0","id":..,"result":..}` or `{"jsonrpc":"2.0","id":..,"error":..}`.
 pub(crate) fn encode_response(id: &Value, result: &Result<Value, RpcError>) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Response<'a> {
-        jsonrpc: &'static str,
-        id: &'a Value,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        result: Option<&'a Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<&'a RpcError>,
-    }
-    let response = Response {
-        jsonrpc: "2.0",
-        id,
-        result: result.as_ref().ok(),
-        error: result.as_ref().err(),
-    };
-    match serde_json::to_vec(&response) {
+    match serde_json::to_vec(&Response::new(id, result)) {
         Ok(bytes) => bytes,
         Err(e) => {
             // Only possible for a Value holding a non-string map key, which Value cannot hold;
             // answer an internal error rather than nothing.
             tracing::error!(error = %e, "cannot encode RPC response");
-            let fallback = Response {
-                jsonrpc: "2.0",
-                id,
-                result: None,
-                error: Some(&RpcError::internal("Internal error")),
-            };
-            serde_json::to_vec(&fallback).unwrap_or_default()
+            let fallback = Err(RpcError::internal("Internal error"));
+            serde_json::to_vec(&Response::new(id, &fallback)).unwrap_or_default()
         }
     }
 }
@@ -237,8 +357,14 @@ impl Request {
         match responder {
             Responder::Local(done) => done(result),
             Responder::Conn { pending, index } => {
-                let bytes = self.id.as_ref().map(|id| encode_response(id, &result));
-                pending.borrow_mut().fill(index, bytes);
+                let mut pending = pending.borrow_mut();
+                if !pending.answer(index, self.id.as_ref(), &result) {
+                    tracing::error!(
+                        method = %self.method,
+                        limit = pending.budget.max_answer,
+                        "RPC answer larger than max_answer_size; answering an error instead"
+                    );
+                }
             }
         }
     }
@@ -333,7 +459,7 @@ mod tests {
 
     #[test]
     fn batch_output_skips_notifications_and_keeps_order() {
-        let pending = Pending::new(3, true);
+        let pending = Pending::new(3, true, &Budget::new(1 << 20));
         let a = Request::remote("a".into(), None, Some(json!(1)), pending.clone(), 0);
         let b = Request::remote("b".into(), None, None, pending.clone(), 1);
         let c = Request::remote("c".into(), None, Some(json!("x")), pending.clone(), 2);
@@ -352,9 +478,51 @@ mod tests {
 
     #[test]
     fn notification_answer_produces_no_bytes() {
-        let pending = Pending::new(1, false);
+        let pending = Pending::new(1, false, &Budget::new(1 << 20));
         Request::remote("a".into(), None, None, pending.clone(), 0).ok(1);
         assert!(pending.borrow().is_complete());
         assert!(pending.borrow_mut().take_output().is_empty());
+    }
+
+    #[test]
+    fn answer_larger_than_max_answer_becomes_error_and_is_not_held() {
+        let budget = Budget::new(64);
+        let pending = Pending::new(1, false, &budget);
+        let big = "x".repeat(100);
+        Request::remote("big".into(), None, Some(json!(9)), pending.clone(), 0).ok(&big);
+        let error = "{\"jsonrpc\":\"2.0\",\"id\":9,\"error\":{\"code\":-32603,\
+                     \"message\":\"Send buf exceeded maximum size (64)\"}}";
+        assert_eq!(budget.held(), error.len());
+        let out = String::from_utf8(pending.borrow_mut().take_output()).unwrap();
+        assert_eq!(out, format!("{error}\n"));
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn batch_answers_past_max_answer_become_errors_in_order() {
+        let budget = Budget::new(100);
+        let pending = Pending::new(3, true, &budget);
+        // Each answer is 56 bytes: the first fits in 100, a second one no longer does.
+        let small = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"aaaaaaaaaaaaaaaaaaaa\"}";
+        for i in 0..3 {
+            let r = Request::remote("m".into(), None, Some(json!(i + 1)), pending.clone(), i);
+            r.ok("a".repeat(20));
+        }
+        let out = String::from_utf8(pending.borrow_mut().take_output()).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(small.len(), 56);
+        assert!(out.starts_with(&format!("[{small},")));
+        assert_eq!(
+            v[0],
+            json!({"jsonrpc": "2.0", "id": 1, "result": "a".repeat(20)})
+        );
+        for (i, id) in [(1, 2), (2, 3)] {
+            assert_eq!(
+                v[i],
+                json!({"jsonrpc": "2.0", "id": id, "error":
+                    {"code": -32603, "message": "Send buf exceeded maximum size (100)"}})
+            );
+        }
+        assert_eq!(budget.held(), 0);
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::request::{Pending, PendingRef, encode_response};
+use crate::request::{Budget, Pending, PendingRef, encode_response};
 use crate::{Error, Request, RpcError, RpcRegistry};
 
 /// Options of the Unix-socket server.
@@ -31,6 +31,20 @@ pub struct ServerOpts {
     pub idle_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog. Default 128.
     pub max_connections: usize,
+    /// Most calls in one batch array. A bigger batch is answered `-32600` (before it is
+    /// parsed) and the connection stays open. Default 1024 (SPDK's limit of JSON values in
+    /// one request; SPDK refuses batches altogether).
+    pub max_batch_len: usize,
+    /// Largest answer in bytes: one response, or a batch's whole array, with its newline. A
+    /// call whose answer would exceed it is answered `-32603 "Send buf exceeded maximum size
+    /// (N)"` instead. Default 32 MiB (SPDK's `SPDK_JSONRPC_SEND_BUF_SIZE_MAX`).
+    pub max_answer_size: usize,
+    /// A connection's requests are not read or run while this many of its calls are
+    /// unanswered or unsent; they resume as answers go out. Default 1024.
+    pub max_pending_calls: usize,
+    /// A connection's requests are not read or run while this many bytes of its answers wait
+    /// for the client to read them; they resume when it reads. Default 4 MiB.
+    pub max_unsent: usize,
 }
 
 impl Default for ServerOpts {
@@ -39,6 +53,10 @@ impl Default for ServerOpts {
             max_request_size: 1 << 20,
             idle_timeout: Duration::from_secs(10),
             max_connections: 128,
+            max_batch_len: 1024,
+            max_answer_size: 32 << 20,
+            max_pending_calls: 1024,
+            max_unsent: 4 << 20,
         }
     }
 }
@@ -47,10 +65,6 @@ impl Default for ServerOpts {
 const READ_BUDGET: usize = 1 << 20;
 /// Size of one `read` call.
 const READ_CHUNK: usize = 64 * 1024;
-/// Stop reading a connection while this many answer bytes wait for it to read them.
-const MAX_UNSENT: usize = 4 << 20;
-/// Stop reading a connection while this many requests of it are unanswered.
-const MAX_QUEUED: usize = 1024;
 
 /// A non-blocking JSON-RPC server on a Unix stream socket, driven by [`UnixServer::poll`].
 ///
@@ -173,7 +187,8 @@ impl UnixServer {
                     }
                     self.next_conn_id += 1;
                     tracing::debug!(conn = self.next_conn_id, "RPC connection accepted");
-                    self.conns.push(Conn::new(self.next_conn_id, stream, now));
+                    self.conns
+                        .push(Conn::new(self.next_conn_id, stream, now, &self.opts));
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -232,6 +247,9 @@ struct Scanner {
     depth: usize,
     in_string: bool,
     escape: bool,
+    /// Commas directly inside the top-level array or object: a batch has one fewer than its
+    /// elements.
+    top_commas: usize,
 }
 
 /// What the scanner found.
@@ -284,6 +302,7 @@ impl Scanner {
             match b {
                 b'"' => self.in_string = true,
                 b'{' | b'[' => self.depth += 1,
+                b',' if self.depth == 1 => self.top_commas += 1,
                 b'}' | b']' => {
                     self.depth -= 1;
                     if self.depth == 0 {
@@ -318,8 +337,15 @@ struct Conn {
     last_rx: Instant,
     /// Answers owed, in request order.
     queue: VecDeque<PendingRef>,
+    /// Calls in `queue` (a batch counts each element).
+    queued_calls: usize,
+    /// Answer bytes held by `queue`, and the largest answer.
+    budget: Rc<Budget>,
     out: Vec<u8>,
     out_pos: usize,
+    /// `rx` holds requests not run yet because the connection reached its bounds: run them
+    /// (and read nothing more) when answers have gone out.
+    backlog: bool,
     /// The peer shut its write side: answer what is owed, then close.
     eof: bool,
     /// A fatal framing error was answered: flush, then close.
@@ -329,7 +355,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(id: u64, stream: UnixStream, now: Instant) -> Conn {
+    fn new(id: u64, stream: UnixStream, now: Instant, opts: &ServerOpts) -> Conn {
         Conn {
             id,
             stream,
@@ -337,8 +363,11 @@ impl Conn {
             scanner: Scanner::default(),
             last_rx: now,
             queue: VecDeque::new(),
+            queued_calls: 0,
+            budget: Budget::new(opts.max_answer_size),
             out: Vec::new(),
             out_pos: 0,
+            backlog: false,
             eof: false,
             closing: false,
             dead: false,
@@ -346,17 +375,34 @@ impl Conn {
     }
 
     fn finished(&self) -> bool {
-        self.dead || ((self.eof || self.closing) && self.queue.is_empty() && self.unsent() == 0)
+        self.dead
+            || ((self.eof || self.closing)
+                && !self.backlog
+                && self.queue.is_empty()
+                && self.unsent() == 0)
     }
 
     fn unsent(&self) -> usize {
         self.out.len() - self.out_pos
     }
 
+    /// True while the connection owes too many answers (or answer bytes) to take another
+    /// request: requests wait in `rx`, and nothing more is read.
+    fn stalled(&self, opts: &ServerOpts) -> bool {
+        self.queued_calls >= opts.max_pending_calls
+            || self.budget.held() + self.unsent() >= opts.max_unsent
+    }
+
     fn poll(&mut self, registry: &RpcRegistry, opts: &ServerOpts, now: Instant) -> bool {
-        let mut busy = false;
-        if !self.eof && !self.closing && self.unsent() < MAX_UNSENT && self.queue.len() < MAX_QUEUED
-        {
+        let mut busy = self.flush();
+        if self.backlog && !self.closing && !self.dead && !self.stalled(opts) {
+            // The client read some answers: run the requests that waited.
+            if self.frame(registry, opts) {
+                busy = true;
+                self.last_rx = now;
+            }
+        }
+        if !self.eof && !self.closing && !self.dead && !self.backlog && !self.stalled(opts) {
             let got = self.read();
             if got > 0 {
                 busy = true;
@@ -367,6 +413,7 @@ impl Conn {
         busy |= self.flush();
         if !self.dead
             && !self.closing
+            && !self.backlog
             && !self.rx.is_empty()
             && now.duration_since(self.last_rx) >= opts.idle_timeout
         {
@@ -408,10 +455,25 @@ impl Conn {
         total
     }
 
-    /// Splits the receive buffer into JSON texts and dispatches each.
-    fn frame(&mut self, registry: &RpcRegistry, opts: &ServerOpts) {
+    /// Splits the receive buffer into JSON texts and dispatches each, until only part of a
+    /// text is left or the connection reaches its bounds (`backlog` is set then). Returns
+    /// true when it consumed anything.
+    fn frame(&mut self, registry: &RpcRegistry, opts: &ServerOpts) -> bool {
         let mut consumed = 0;
+        self.backlog = false;
         while !self.closing {
+            if self.stalled(opts) {
+                if consumed < self.rx.len() {
+                    tracing::debug!(
+                        conn = self.id,
+                        calls = self.queued_calls,
+                        bytes = self.budget.held() + self.unsent(),
+                        "RPC client is not reading its answers; waiting before running more"
+                    );
+                    self.backlog = true;
+                }
+                break;
+            }
             let found = self.scanner.scan(&self.rx);
             match found {
                 Scan::Blank => {
@@ -430,9 +492,13 @@ impl Conn {
                         break;
                     }
                     consumed = end;
-                    match serde_json::from_slice::<Value>(&self.rx[start..end]) {
-                        Ok(v) => self.dispatch(v, registry),
-                        Err(e) => self.parse_error(&e),
+                    if self.rx[start] == b'[' && self.scanner.top_commas >= opts.max_batch_len {
+                        self.batch_too_long(opts);
+                    } else {
+                        match serde_json::from_slice::<Value>(&self.rx[start..end]) {
+                            Ok(v) => self.dispatch(v, registry),
+                            Err(e) => self.parse_error(&e),
+                        }
                     }
                 }
                 Scan::Scalar { start } => {
@@ -475,7 +541,9 @@ impl Conn {
         }
         if self.closing {
             self.rx.clear();
+            self.backlog = false;
         }
+        consumed > 0
     }
 
     fn too_big(&mut self, opts: &ServerOpts) {
@@ -494,6 +562,22 @@ impl Conn {
         self.closing = true;
     }
 
+    fn batch_too_long(&mut self, opts: &ServerOpts) {
+        tracing::warn!(
+            conn = self.id,
+            elements = self.scanner.top_commas.saturating_add(1),
+            limit = opts.max_batch_len,
+            "RPC batch longer than max_batch_len; refused"
+        );
+        self.queue_error(RpcError::new(
+            RpcError::INVALID_REQUEST,
+            format!(
+                "Invalid request: batch longer than max_batch_len ({} calls)",
+                opts.max_batch_len
+            ),
+        ));
+    }
+
     fn parse_error(&mut self, e: &serde_json::Error) {
         tracing::warn!(conn = self.id, error = %e, "RPC request is not valid JSON; closing");
         self.queue_error(RpcError::parse_error());
@@ -501,21 +585,26 @@ impl Conn {
     }
 
     fn queue_error(&mut self, e: RpcError) {
-        self.queue
-            .push_back(Pending::ready(encode_response(&Value::Null, &Err(e))));
+        let bytes = encode_response(&Value::Null, &Err(e));
+        self.push(Pending::ready(bytes, &self.budget));
+    }
+
+    fn push(&mut self, pending: PendingRef) {
+        self.queued_calls += pending.borrow().calls();
+        self.queue.push_back(pending);
     }
 
     /// Dispatches one JSON text: a request object or a batch array.
     fn dispatch(&mut self, value: Value, registry: &RpcRegistry) {
         match value {
             Value::Object(map) => {
-                let pending = Pending::new(1, false);
-                self.queue.push_back(pending.clone());
+                let pending = Pending::new(1, false, &self.budget);
+                self.push(pending.clone());
                 dispatch_one(self.id, map, &pending, 0, registry);
             }
             Value::Array(items) if !items.is_empty() => {
-                let pending = Pending::new(items.len(), true);
-                self.queue.push_back(pending.clone());
+                let pending = Pending::new(items.len(), true, &self.budget);
+                self.push(pending.clone());
                 for (index, item) in items.into_iter().enumerate() {
                     match item {
                         Value::Object(map) => dispatch_one(self.id, map, &pending, index, registry),
@@ -542,8 +631,12 @@ impl Conn {
             if !front.borrow().is_complete() {
                 break;
             }
-            let bytes = front.borrow_mut().take_output();
+            let (calls, bytes) = {
+                let mut front = front.borrow_mut();
+                (front.calls(), front.take_output())
+            };
             self.queue.pop_front();
+            self.queued_calls -= calls;
             self.out.extend_from_slice(&bytes);
         }
         while self.unsent() > 0 && !self.dead {
@@ -565,6 +658,10 @@ impl Conn {
         }
         if self.out_pos == self.out.len() {
             self.out.clear();
+            self.out_pos = 0;
+        } else if self.out_pos >= self.out.len() / 2 {
+            // Keep the buffer from growing while a slow client reads.
+            self.out.drain(..self.out_pos);
             self.out_pos = 0;
         }
         busy

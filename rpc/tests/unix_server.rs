@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,12 @@ const TEST_DEADLINE: Duration = Duration::from_secs(30);
 struct CreateParams {
     name: String,
     size: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SizedParams {
+    size: usize,
 }
 
 /// Requests a handler kept to answer later, with the number of polls they have waited.
@@ -52,6 +59,9 @@ fn registry(deferred: &Deferred) -> Rc<RpcRegistry> {
         r.err(RpcError::errno(libc::EEXIST))
     });
     reg.register("drop_me", StateMask::BOTH, drop);
+    reg.register_typed("sized", StateMask::BOTH, |p: SizedParams, r: Request| {
+        r.ok("x".repeat(p.size))
+    });
     let d = deferred.clone();
     reg.register("deferred", StateMask::BOTH, move |r| {
         d.borrow_mut().push((0, r))
@@ -499,6 +509,7 @@ fn wrong_state_gets_spdk_state_error() {
                 "run_only",
                 "fail_errno",
                 "drop_me",
+                "sized",
                 "deferred"
             ])
         );
@@ -589,6 +600,238 @@ fn deep_nesting_and_invalid_utf8_get_parse_error_without_crash() {
         assert_eq!(
             c.read_response().unwrap(),
             error(Value::Null, -32700, "Parse error")
+        );
+        second_client_works(&path);
+    });
+}
+
+/// Polls `server` for `span`.
+fn poll_for(server: &mut UnixServer, span: Duration) {
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        if !server.poll() {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// Polls `server` until `handle` ends (bounded by TEST_DEADLINE), then joins it.
+fn poll_until_done(server: &mut UnixServer, handle: thread::JoinHandle<()>) {
+    let start = Instant::now();
+    while !handle.is_finished() {
+        assert!(
+            start.elapsed() < TEST_DEADLINE,
+            "test client did not finish"
+        );
+        if !server.poll() {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+    if let Err(panic) = handle.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Polls `server` until `rx` gets a message (bounded by TEST_DEADLINE).
+fn poll_until_signal(server: &mut UnixServer, rx: &mpsc::Receiver<()>) {
+    let start = Instant::now();
+    while rx.try_recv().is_err() {
+        assert!(
+            start.elapsed() < TEST_DEADLINE,
+            "test client did not signal"
+        );
+        if !server.poll() {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+#[test]
+fn client_that_does_not_read_has_its_requests_held_until_it_reads() {
+    const N: usize = 2000;
+    const ANSWER: usize = 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpc.sock");
+    let deferred: Deferred = Rc::default();
+    let reg = registry(&deferred);
+    let calls = Rc::new(std::cell::Cell::new(0usize));
+    let counter = calls.clone();
+    reg.register("counted", StateMask::BOTH, move |r| {
+        counter.set(counter.get() + 1);
+        r.ok("x".repeat(ANSWER))
+    });
+    let opts = ServerOpts {
+        max_unsent: 64 << 10,
+        ..ServerOpts::default()
+    };
+    let mut server = UnixServer::listen(&path, reg, opts).unwrap();
+    let (written_tx, written_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let p = path.clone();
+    let flooder = thread::spawn(move || {
+        let mut s = UnixStream::connect(&p).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut all = Vec::new();
+        for id in 0..N {
+            all.extend_from_slice(
+                format!(r#"{{"jsonrpc":"2.0","method":"counted","id":{id}}}"#).as_bytes(),
+            );
+        }
+        // About 90 KB: within the socket buffer, so the server may read it all at once.
+        s.write_all(&all).unwrap();
+        written_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let big = json!("x".repeat(ANSWER));
+        for id in 0..N {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v, result(json!(id), big.clone()));
+        }
+    });
+    poll_until_signal(&mut server, &written_rx);
+    poll_for(&mut server, Duration::from_millis(300));
+    let held = calls.get();
+    // 64 KiB of unsent answers plus what the socket buffer took (about 200 KiB on Linux) is
+    // some 70 answers of 4 KiB; without the bound all 2000 would run.
+    assert!(
+        held > 0 && held < 300,
+        "ran {held} of {N} calls for a client not reading"
+    );
+    poll_for(&mut server, Duration::from_millis(200));
+    assert_eq!(
+        calls.get(),
+        held,
+        "more calls ran while the client read nothing"
+    );
+    // Another connection is served meanwhile.
+    let p = path.clone();
+    poll_until_done(&mut server, thread::spawn(move || second_client_works(&p)));
+    go_tx.send(()).unwrap();
+    poll_until_done(&mut server, flooder);
+    assert_eq!(calls.get(), N);
+    server.close();
+}
+
+#[test]
+fn unanswered_calls_stop_reading_at_max_pending_calls() {
+    const N: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpc.sock");
+    let deferred: Deferred = Rc::default();
+    let reg = registry(&deferred);
+    let kept: Rc<RefCell<Vec<Request>>> = Rc::default();
+    let k = kept.clone();
+    reg.register("keep", StateMask::BOTH, move |r| k.borrow_mut().push(r));
+    let opts = ServerOpts {
+        max_pending_calls: 4,
+        ..ServerOpts::default()
+    };
+    let mut server = UnixServer::listen(&path, reg, opts).unwrap();
+    let (written_tx, written_rx) = mpsc::channel();
+    let p = path.clone();
+    let handle = thread::spawn(move || {
+        let mut c = client(&p);
+        let mut all = String::new();
+        for id in 0..N {
+            all.push_str(&format!(r#"{{"jsonrpc":"2.0","method":"keep","id":{id}}}"#));
+        }
+        c.send_raw(all.as_bytes()).unwrap();
+        written_tx.send(()).unwrap();
+        for id in 0..N {
+            assert_eq!(c.read_response().unwrap(), result(json!(id), json!(id)));
+        }
+    });
+    poll_until_signal(&mut server, &written_rx);
+    poll_for(&mut server, Duration::from_millis(200));
+    assert_eq!(kept.borrow().len(), 4, "calls run while 4 are unanswered");
+    let p = path.clone();
+    poll_until_done(&mut server, thread::spawn(move || second_client_works(&p)));
+    // Answering lets the rest in, never more than 4 unanswered at once.
+    let mut answered = 0;
+    let start = Instant::now();
+    while answered < N {
+        assert!(start.elapsed() < TEST_DEADLINE, "calls did not resume");
+        poll_for(&mut server, Duration::from_millis(5));
+        let ready: Vec<Request> = kept.borrow_mut().drain(..).collect();
+        assert!(ready.len() <= 4, "{} calls unanswered at once", ready.len());
+        for r in ready {
+            r.ok(answered);
+            answered += 1;
+        }
+    }
+    poll_until_done(&mut server, handle);
+    server.close();
+}
+
+#[test]
+fn batch_longer_than_max_batch_len_gets_invalid_request_and_connection_stays() {
+    assert_eq!(ServerOpts::default().max_batch_len, 1024);
+    run(ServerOpts::default(), |path| {
+        let mut c = client(&path);
+        let batch = |n: usize| {
+            Value::Array(
+                (0..n)
+                    .map(|i| json!({"jsonrpc": "2.0", "method": "echo", "id": i, "params": [i]}))
+                    .collect(),
+            )
+            .to_string()
+        };
+        c.send_raw(batch(1025).as_bytes()).unwrap();
+        assert_eq!(
+            c.read_response().unwrap(),
+            error(
+                Value::Null,
+                -32600,
+                "Invalid request: batch longer than max_batch_len (1024 calls)"
+            )
+        );
+        c.send_raw(batch(1024).as_bytes()).unwrap();
+        let answers = c.read_response().unwrap();
+        let answers = answers.as_array().unwrap();
+        assert_eq!(answers.len(), 1024);
+        assert_eq!(answers[1023], result(json!(1023), json!([1023])));
+        assert_eq!(
+            c.call("echo", Some(json!(["after"]))).unwrap(),
+            json!(["after"])
+        );
+        second_client_works(&path);
+    });
+}
+
+#[test]
+fn answer_larger_than_max_answer_size_gets_error_and_connection_stays() {
+    assert_eq!(ServerOpts::default().max_answer_size, 32 << 20);
+    let opts = ServerOpts {
+        max_answer_size: 1024,
+        ..ServerOpts::default()
+    };
+    run(opts, |path| {
+        let mut c = client(&path);
+        c.send_raw(br#"{"jsonrpc":"2.0","method":"sized","id":1,"params":{"size":2000}}"#)
+            .unwrap();
+        assert_eq!(
+            c.read_response().unwrap(),
+            error(json!(1), -32603, "Send buf exceeded maximum size (1024)")
+        );
+        // A batch's whole array counts: the second answer no longer fits.
+        c.send_raw(
+            br#"[{"jsonrpc":"2.0","method":"sized","id":2,"params":{"size":600}},
+                 {"jsonrpc":"2.0","method":"sized","id":3,"params":{"size":600}}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.read_response().unwrap(),
+            json!([
+                result(json!(2), json!("x".repeat(600))),
+                error(json!(3), -32603, "Send buf exceeded maximum size (1024)")
+            ])
+        );
+        assert_eq!(
+            c.call("sized", Some(json!({"size": 900}))).unwrap(),
+            json!("x".repeat(900))
         );
         second_client_works(&path);
     });
