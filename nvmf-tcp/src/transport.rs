@@ -73,6 +73,65 @@ fn bind_listener(sa: SocketAddr, opts: &SockImplOpts) -> std::io::Result<TcpList
     Ok(sock.into())
 }
 
+/// Most data buffers (SGL entries) one command's data may span (SPDK
+/// `SPDK_NVMF_MAX_SGL_ENTRIES`): `max_io_size / io_unit_size` must not exceed it.
+pub const MAX_SGL_ENTRIES: u32 = 16;
+
+/// Smallest `max_io_size` (8 KiB, checked by SPDK `nvmf_transport_create`).
+pub const MIN_MAX_IO_SIZE: u32 = 8192;
+
+/// Bounds the size options as SPDK does before a TCP transport exists (`nvmf_transport_create`
+/// then `nvmf_tcp_create`), so that no PDU makes the target allocate more than these limits:
+/// `max_io_size` a power of 2 of at least 8 KiB; `io_unit_size` at most `large_bufsize` (the
+/// env iobuf pool's large buffer size, where write data lives) and clamped to `max_io_size`;
+/// `in_capsule_data_size` clamped to `max_io_size`; and one command's data at most
+/// [`MAX_SGL_ENTRIES`] I/O units. Refusals are logged with SPDK's message and returned as
+/// [`NvmfError::InvalidParam`] with the same text; clamps are logged as warnings.
+pub fn check_size_limits(opts: &mut TransportOpts, large_bufsize: u32) -> Result<(), NvmfError> {
+    let refuse = |msg: String| {
+        tracing::error!("{msg}");
+        Err(NvmfError::InvalidParam(msg))
+    };
+    if opts.max_io_size < MIN_MAX_IO_SIZE || !opts.max_io_size.is_power_of_two() {
+        return refuse(format!(
+            "max_io_size {} must be a power of 2 and be greater than or equal 8KB",
+            opts.max_io_size
+        ));
+    }
+    if opts.io_unit_size == 0 {
+        return refuse("io_unit_size cannot be 0".into());
+    }
+    if opts.io_unit_size > large_bufsize {
+        return refuse(format!(
+            "io_unit_size {} is larger than iobuf pool large buffer size {large_bufsize}",
+            opts.io_unit_size
+        ));
+    }
+    if opts.io_unit_size > opts.max_io_size {
+        tracing::warn!(
+            "TCP param io_unit_size {} can't be larger than max_io_size {}. Using max_io_size as io_unit_size",
+            opts.io_unit_size,
+            opts.max_io_size
+        );
+        opts.io_unit_size = opts.max_io_size;
+    }
+    if opts.in_capsule_data_size > opts.max_io_size {
+        tracing::warn!(
+            "TCP param ICD size {} can't be larger than max_io_size {}. Using max_io_size as ICD size",
+            opts.in_capsule_data_size,
+            opts.max_io_size
+        );
+        opts.in_capsule_data_size = opts.max_io_size;
+    }
+    if opts.max_io_size / opts.io_unit_size > MAX_SGL_ENTRIES {
+        return refuse(format!(
+            "Unsupported IO Unit size specified, {} bytes",
+            opts.io_unit_size
+        ));
+    }
+    Ok(())
+}
+
 /// TCP-specific options SPDK accepts in `nvmf_create_transport`.
 const KNOWN_OPTIONS: &[&str] = &["c2h_success", "sock_priority", "control_msg_num"];
 
@@ -110,8 +169,11 @@ fn bool_opt(opts: &TransportOpts, k: &str, default: bool) -> Result<bool, NvmfEr
 }
 
 impl TcpTransport {
-    /// Builds the transport from validated common options, checking the TCP-specific ones.
-    pub fn new(opts: TransportOpts) -> Result<TcpTransport, NvmfError> {
+    /// Builds the transport from validated common options, checking the TCP-specific ones
+    /// and the size limits of [`check_size_limits`] (against the env iobuf pool's
+    /// `large_bufsize`).
+    pub fn new(mut opts: TransportOpts) -> Result<TcpTransport, NvmfError> {
+        check_size_limits(&mut opts, env::iobuf::iobuf_get_options().large_bufsize)?;
         for k in opts.specific.keys() {
             match nvmf::transport::classify_specific_option(k, KNOWN_OPTIONS) {
                 Ok(true) => {}

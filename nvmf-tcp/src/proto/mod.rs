@@ -37,6 +37,10 @@ pub const MAX_C2H_DATA: u32 = 131_072;
 /// In-capsule data admin and fabrics commands may always carry (NVMe/TCP 1.0, 3.3.2.2).
 pub const ADMIN_IN_CAPSULE_DATA: u32 = 8192;
 
+/// In-capsule data reserved when a capsule header arrives; larger data grows the buffer as it
+/// is received.
+const CAPSULE_RESERVE: usize = 16 * 1024;
+
 /// Per-connection limits, from the transport options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProtoConfig {
@@ -82,7 +86,7 @@ struct Pending {
     ttag: u16,
     state: TcpRequestState,
     /// Where the data goes; `None` while the command waits for a buffer (no R2T sent yet).
-    buf: Option<DataMem>,
+    buf: Option<DataBuf>,
     /// Transfer length (the SGL length).
     len: u32,
     /// Next expected data offset.
@@ -130,52 +134,39 @@ pub struct TcpConnection {
     buf_waiters: VecDeque<u16>,
 }
 
-/// Memory for one command's host-to-controller data: an env iobuf buffer (bounded pool; a
-/// command that cannot get one waits) or, when the pools are not available or the transfer is
-/// larger than their large buffers, the heap.
-#[derive(Debug)]
-enum DataMem {
-    Heap(Vec<u8>),
-    Pool(env::IoBuf),
-}
-
-impl DataMem {
-    /// Memory for `len` bytes, `None` when the iobuf pool has none free right now.
-    fn alloc(len: u32) -> Option<DataMem> {
-        let n = len as usize;
-        match env::iobuf::iobuf_initialize() {
-            Ok(pool) if n <= pool.opts().large_bufsize as usize => {
-                env::iobuf_get(n).map(DataMem::Pool)
+/// Memory for one command's host-to-controller data: env iobuf large buffers (a bounded
+/// pool; a command that cannot get all it needs waits, like SPDK's requests waiting for
+/// buffers). A transfer longer than one large buffer spans several (at most
+/// `max_io_size / large_bufsize` rounded up, which the transport's size checks keep at 17).
+/// Only when the pools cannot be created at all does the data go on the heap; its length is
+/// still bounded by `max_io_size`.
+fn alloc_data(len: u32) -> Option<DataBuf> {
+    let n = len as usize;
+    let pool = match env::iobuf::iobuf_initialize() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, len, "no iobuf pool: H2C data on the heap");
+            return Some(DataBuf::from_vec(vec![0; n]));
+        }
+    };
+    let unit = (pool.opts().large_bufsize as usize).max(1);
+    let mut data = DataBuf::new();
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(unit);
+        // Buffers taken so far go back to the pool when `data` is dropped.
+        let b = env::iobuf_get(take)?;
+        match IoVec::new(b, 0, take) {
+            Ok(v) => data.push(v),
+            // Unreachable: the pool gave a buffer of at least `take` bytes.
+            Err(e) => {
+                tracing::error!(error = %e, take, "iobuf window");
+                return None;
             }
-            _ => Some(DataMem::Heap(vec![0; n])),
         }
+        left -= take;
     }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        match self {
-            DataMem::Heap(v) => v,
-            DataMem::Pool(b) => b,
-        }
-    }
-
-    /// The received data as a request's data buffer (no copy).
-    fn into_data(mem: Option<DataMem>) -> DataBuf {
-        match mem {
-            Some(DataMem::Heap(v)) => DataBuf::from_vec(v),
-            Some(DataMem::Pool(b)) => {
-                let len = b.len();
-                match IoVec::new(b, 0, len) {
-                    Ok(v) => DataBuf::single(v),
-                    // Unreachable: the window is the whole buffer.
-                    Err(e) => {
-                        tracing::error!(error = %e, "iobuf window");
-                        DataBuf::from_vec(vec![0; len])
-                    }
-                }
-            }
-            None => DataBuf::new(),
-        }
-    }
+    Some(data)
 }
 
 /// Data transfer direction of a command (opcode bits 1:0, fabrics: FCTYPE bits 1:0).
@@ -228,7 +219,7 @@ impl TcpConnection {
                 self.buf_waiters.pop_front();
                 continue;
             };
-            let Some(mem) = DataMem::alloc(len) else {
+            let Some(mem) = alloc_data(len) else {
                 break;
             };
             self.buf_waiters.pop_front();
@@ -357,12 +348,8 @@ impl TcpConnection {
                     Incoming::H2c { cid } => {
                         if let Some(p) = self.pending.get_mut(cid) {
                             let at = p.received as usize;
-                            if let Some(dst) = p
-                                .buf
-                                .as_mut()
-                                .and_then(|b| b.bytes_mut().get_mut(at..at + chunk.len()))
-                            {
-                                dst.copy_from_slice(chunk);
+                            if let Some(b) = p.buf.as_mut() {
+                                b.copy_from_slice_at(at, chunk);
                             }
                             p.received += chunk.len() as u32;
                         }
@@ -404,9 +391,12 @@ impl TcpConnection {
                 Ok(())
             }
             PduHeader::CapsuleCmd(c) => {
+                // The decoder bounded data_len by the in-capsule data size; still reserve
+                // at most CAPSULE_RESERVE up front and grow as bytes arrive, so a header
+                // alone never costs more than that.
                 self.incoming = Incoming::Capsule {
                     sqe: c.sqe,
-                    data: Vec::with_capacity(data_len as usize),
+                    data: Vec::with_capacity((data_len as usize).min(CAPSULE_RESERVE)),
                 };
                 Ok(())
             }
@@ -476,7 +466,7 @@ impl TcpConnection {
                             );
                         } else {
                             self.ready
-                                .push_back(Request::with_data(p.sqe, DataMem::into_data(p.buf)));
+                                .push_back(Request::with_data(p.sqe, p.buf.unwrap_or_default()));
                         }
                     }
                 } else if self
