@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 
 /// EINVAL, for SPDK's errno-style errors.
 const EINVAL: i32 = 22;
+/// ENOMEM: the pools would need more memory than the system has.
+const ENOMEM: i32 = 12;
 
 /// Registers the env methods.
 pub fn register(reg: &RpcRegistry, reactors: &Reactors) {
@@ -52,7 +54,10 @@ fn iobuf_set_options(req: Request) {
         Ok(()) => req.ok(true),
         Err(e) => {
             tracing::error!(error = %e, "iobuf_set_options refused");
-            req.err(RpcError::errno(EINVAL))
+            req.err(RpcError::errno(match e {
+                env::EnvError::NoMemory { .. } => ENOMEM,
+                _ => EINVAL,
+            }))
         }
     }
 }

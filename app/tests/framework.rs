@@ -249,6 +249,30 @@ fn wait_for_rpc_holds_init_until_framework_start_init() {
         "{}",
         e.message
     );
+    // Pools beyond the count limit or the machine's memory are refused (nothing allocated),
+    // and the target goes on.
+    let e = t
+        .call(
+            "iobuf_set_options",
+            Some(json!({"small_pool_count": 4194305})),
+        )
+        .unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), (-22, "Invalid argument"));
+    let e = t
+        .call(
+            "iobuf_set_options",
+            Some(json!({"small_pool_count": 4194304, "small_bufsize": 4294963200u64})),
+        )
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (-12, "Cannot allocate memory")
+    );
+    let log = t.log();
+    assert!(
+        log.contains("iobuf pools: 18014381535150080 bytes of DMA memory requested"),
+        "{log}"
+    );
     // STARTUP methods work now.
     assert_eq!(
         t.call("iobuf_set_options", Some(json!({"large_pool_count": 512})))

@@ -54,6 +54,64 @@ pub fn mem_stats() -> MemStats {
     }
 }
 
+/// Memory the system can still give to new [`DmaBuf`]s, in bytes (from `/proc/meminfo`,
+/// read on each call): free hugepages, plus `MemAvailable` minus the bytes of live unlocked
+/// `DmaBuf`s. Unlocked memory is mapped but not necessarily touched yet, so the kernel does not
+/// count it as used although every byte of it may become resident; locked memory is resident
+/// (`mlock` faults it in) and hugepages come from their own pool, so both are already counted
+/// by the kernel and subtracting them again would count them twice. `None` if `/proc/meminfo`
+/// cannot be read or has no `MemAvailable` (then no limit can be checked).
+pub fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    available_from(&info, &mem_stats())
+}
+
+/// [`mem_available`] from the text of `/proc/meminfo` and the current accounting.
+fn available_from(meminfo: &str, stats: &MemStats) -> Option<u64> {
+    let kib = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let available = kib("MemAvailable:")?.saturating_mul(1024);
+    let huge = kib("HugePages_Free:")
+        .unwrap_or(0)
+        .saturating_mul(kib("Hugepagesize:").unwrap_or(0).saturating_mul(1024));
+    Some(
+        available
+            .saturating_sub(stats.unlocked_bytes)
+            .saturating_add(huge),
+    )
+}
+
+/// Checks that `len` bytes of DMA memory can be allocated before allocating them (SPDK fails
+/// such an allocation with ENOMEM from its fixed hugepage memory; here the limit is what the
+/// system has, [`mem_available`]). Refusal: [`EnvError::NoMemory`], logged. Succeeds when the
+/// available memory is unknown. `what` names the allocation in the log line.
+pub fn check_available(len: u64, what: &str) -> Result<(), EnvError> {
+    let Some(available) = mem_available() else {
+        return Ok(());
+    };
+    check_against(len, available, what)
+}
+
+fn check_against(len: u64, available: u64, what: &str) -> Result<(), EnvError> {
+    if len > available {
+        tracing::error!(
+            requested = len,
+            available,
+            "{what}: {len} bytes of DMA memory requested, only {available} available"
+        );
+        return Err(EnvError::NoMemory {
+            requested: len,
+            available,
+        });
+    }
+    Ok(())
+}
+
 fn counter(b: DmaBacking) -> &'static AtomicU64 {
     match b {
         DmaBacking::Hugepages => &HUGE_BYTES,
@@ -312,6 +370,71 @@ mod tests {
                 "len {len} align {align}"
             );
         }
+    }
+
+    const MEMINFO: &str = "MemTotal:       24683656 kB\nMemFree:        20000000 kB\n\
+        MemAvailable:   23958152 kB\nHugePages_Total:    1024\nHugePages_Free:      512\n\
+        Hugepagesize:       2048 kB\n";
+
+    #[test]
+    fn available_is_mem_available_minus_unlocked_plus_free_hugepages() {
+        let none = MemStats::default();
+        // 23958152 KiB + 512 x 2 MiB.
+        assert_eq!(
+            available_from(MEMINFO, &none),
+            Some(23_958_152 * 1024 + 512 * (2 << 20))
+        );
+        // Unlocked DmaBufs are subtracted (not yet resident); locked and hugepage bytes are
+        // already counted by the kernel and are not.
+        let stats = MemStats {
+            hugepage_bytes: 1 << 30,
+            locked_bytes: 3 << 30,
+            unlocked_bytes: 5 << 30,
+            allocations: 9,
+        };
+        assert_eq!(
+            available_from(MEMINFO, &stats),
+            Some(23_958_152 * 1024 - (5 << 30) + 512 * (2 << 20))
+        );
+        // More unlocked than available: no MemAvailable left, hugepages still count.
+        let stats = MemStats {
+            unlocked_bytes: u64::MAX,
+            ..MemStats::default()
+        };
+        assert_eq!(available_from(MEMINFO, &stats), Some(512 * (2 << 20)));
+        // No hugepage lines (kernel without hugetlbfs): MemAvailable alone.
+        assert_eq!(
+            available_from("MemAvailable: 1000 kB\n", &none),
+            Some(1_024_000)
+        );
+        assert_eq!(available_from("MemTotal: 1000 kB\n", &none), None);
+    }
+
+    #[test]
+    fn check_refuses_more_than_available_with_enomem_text() {
+        assert!(check_against(4096, 4096, "test").is_ok());
+        let e = check_against(4097, 4096, "test").unwrap_err();
+        assert!(matches!(
+            e,
+            EnvError::NoMemory {
+                requested: 4097,
+                available: 4096
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "cannot allocate 4097 bytes of DMA memory: only 4096 bytes available"
+        );
+        // The real check: far more than any machine has, refused without allocating.
+        assert!(matches!(
+            check_available(u64::MAX, "test"),
+            Err(EnvError::NoMemory {
+                requested: u64::MAX,
+                ..
+            })
+        ));
+        let avail = mem_available().unwrap();
+        assert!(check_available(4096, "test").is_ok(), "{avail}");
     }
 
     #[test]

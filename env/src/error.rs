@@ -40,6 +40,15 @@ pub enum EnvError {
         #[source]
         source: std::io::Error,
     },
+    /// A planned allocation of DMA memory is larger than the memory the system can still
+    /// give ([`crate::dma::check_available`]); nothing was allocated (ENOMEM).
+    #[error("cannot allocate {requested} bytes of DMA memory: only {available} bytes available")]
+    NoMemory {
+        /// Bytes asked for.
+        requested: u64,
+        /// Bytes available (see [`crate::dma::mem_available`]).
+        available: u64,
+    },
     /// `iobuf_set_options` was called after the buffer pools were initialised.
     #[error("iobuf pools are already initialised; options can only be set before")]
     IobufInitialized,

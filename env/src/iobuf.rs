@@ -33,6 +33,10 @@ pub const MIN_LARGE_POOL_COUNT: u64 = 8;
 pub const MIN_SMALL_BUFSIZE: u32 = 4096;
 /// Minimum large buffer size; smaller values are raised (SPDK `IOBUF_MIN_LARGE_BUFSIZE`).
 pub const MIN_LARGE_BUFSIZE: u32 = 8192;
+/// Maximum `small_pool_count` and `large_pool_count` (4 Mi buffers: at least 16 GiB of small
+/// or 32 GiB of large buffers, and a 64 MiB free-index ring). SPDK has no explicit limit; its
+/// DPDK ring refuses counts from 2^31 on.
+pub const MAX_POOL_COUNT: u64 = 1 << 22;
 /// Buffer alignment; sizes are rounded up to it (SPDK `IOBUF_ALIGNMENT`).
 pub const IOBUF_ALIGNMENT: usize = 4096;
 /// Small buffers cached per Thread (SPDK `iobuf_small_cache_size` default).
@@ -85,10 +89,16 @@ impl IobufOpts {
                 "large_pool_count must be at least {MIN_LARGE_POOL_COUNT}"
             )));
         }
-        if u32::try_from(self.small_pool_count).is_err()
-            || u32::try_from(self.large_pool_count).is_err()
-        {
-            return Err(EnvError::InvalidArgument("pool count too large".into()));
+        for (name, count) in [
+            ("small_pool_count", self.small_pool_count),
+            ("large_pool_count", self.large_pool_count),
+        ] {
+            if count > MAX_POOL_COUNT {
+                tracing::error!("{name} {count} exceeds the maximum {MAX_POOL_COUNT}");
+                return Err(EnvError::InvalidArgument(format!(
+                    "{name} {count} exceeds the maximum {MAX_POOL_COUNT}"
+                )));
+            }
         }
         if self.small_bufsize < MIN_SMALL_BUFSIZE {
             tracing::warn!("small_bufsize must be at least {MIN_SMALL_BUFSIZE}; increasing");
@@ -99,6 +109,25 @@ impl IobufOpts {
             self.large_bufsize = MIN_LARGE_BUFSIZE;
         }
         Ok(self)
+    }
+
+    /// Bytes the pools of these (checked) options take: buffers (sizes rounded up to
+    /// [`IOBUF_ALIGNMENT`]) and the free-index rings. Counts are at most [`MAX_POOL_COUNT`] and
+    /// sizes `u32`, so this cannot overflow.
+    fn pool_bytes(&self) -> u64 {
+        let class = |count: u64, size: u32| {
+            let ring_slot = std::mem::size_of::<usize>() as u64 * 2;
+            count * u64::from(size).next_multiple_of(IOBUF_ALIGNMENT as u64)
+                + count.max(2).next_power_of_two() * ring_slot
+        };
+        class(self.small_pool_count, self.small_bufsize)
+            + class(self.large_pool_count, self.large_bufsize)
+    }
+
+    /// Refuses options whose pools need more memory than the system can give
+    /// ([`crate::dma::check_available`]): [`EnvError::NoMemory`], logged.
+    fn check_memory(&self) -> Result<(), EnvError> {
+        crate::dma::check_available(self.pool_bytes(), "iobuf pools")
     }
 }
 
@@ -204,11 +233,13 @@ fn make_class(count: u64, bufsize: u32) -> Result<PoolClass, EnvError> {
 }
 
 impl IobufPool {
-    /// Creates a pool pair with `opts` (checked as `iobuf_set_options`), backed by [`DmaBuf`].
-    /// The pool lives for the rest of the process.
+    /// Creates a pool pair with `opts` (checked as `iobuf_set_options`, including that the
+    /// system has the memory for it: else [`EnvError::NoMemory`] before anything is
+    /// allocated), backed by [`DmaBuf`]. The pool lives for the rest of the process.
     pub fn new(opts: IobufOpts) -> Result<&'static IobufPool, EnvError> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let mut opts = opts.checked()?;
+        opts.check_memory()?;
         let small = make_class(opts.small_pool_count, opts.small_bufsize)?;
         let large = make_class(opts.large_pool_count, opts.large_bufsize)?;
         opts.small_bufsize = u32::try_from(small.bufsize).unwrap_or(u32::MAX);
@@ -657,14 +688,18 @@ static OPTS: Mutex<Option<IobufOpts>> = Mutex::new(None);
 static POOL: OnceLock<&'static IobufPool> = OnceLock::new();
 
 /// Sets the global pools' options (SPDK `iobuf_set_options`); only before they are
-/// initialised, else [`EnvError::IobufInitialized`]. Counts below the minimum are refused,
-/// sizes below the minimum raised.
+/// initialised, else [`EnvError::IobufInitialized`]. Counts below the minimum or above
+/// [`MAX_POOL_COUNT`] are refused ([`EnvError::InvalidArgument`]), sizes below the minimum
+/// raised; pools needing more memory than the system can give are refused
+/// ([`EnvError::NoMemory`]).
 pub fn iobuf_set_options(opts: IobufOpts) -> Result<(), EnvError> {
     let mut g = lock(&OPTS);
     if POOL.get().is_some() {
         return Err(EnvError::IobufInitialized);
     }
-    *g = Some(opts.checked()?);
+    let opts = opts.checked()?;
+    opts.check_memory()?;
+    *g = Some(opts);
     Ok(())
 }
 
@@ -942,6 +977,79 @@ mod tests {
             serde_json::to_string(&st).unwrap(),
             r#"{"module":"bdev","small_pool":{"cache":0,"main":0,"retry":0},"large_pool":{"cache":0,"main":0,"retry":0}}"#
         );
+    }
+
+    #[test]
+    fn pool_counts_above_the_maximum_are_refused() {
+        for (small, large, text) in [
+            (
+                MAX_POOL_COUNT + 1,
+                1024,
+                "invalid argument: small_pool_count 4194305 exceeds the maximum 4194304",
+            ),
+            (
+                8192,
+                u64::MAX,
+                "invalid argument: large_pool_count 18446744073709551615 exceeds the maximum 4194304",
+            ),
+        ] {
+            let o = IobufOpts {
+                small_pool_count: small,
+                large_pool_count: large,
+                ..IobufOpts::default()
+            };
+            let e = IobufPool::new(o).unwrap_err();
+            assert!(matches!(e, EnvError::InvalidArgument(_)));
+            assert_eq!(e.to_string(), text);
+        }
+        let max = IobufOpts {
+            small_pool_count: MAX_POOL_COUNT,
+            large_pool_count: MAX_POOL_COUNT,
+            ..IobufOpts::default()
+        };
+        assert_eq!(max.checked().unwrap(), max);
+    }
+
+    #[test]
+    fn pools_larger_than_available_memory_are_refused_before_allocating() {
+        assert_eq!(
+            IobufOpts::default().checked().unwrap().pool_bytes(),
+            8192 * 8192 + 8192 * 16 + 1024 * 135_168 + 1024 * 16
+        );
+        // 4 Mi buffers of 4 GiB: 16 PiB, more than any machine has.
+        let huge = IobufOpts {
+            small_pool_count: MAX_POOL_COUNT,
+            small_bufsize: u32::MAX,
+            ..IobufOpts::default()
+        };
+        let bytes = MAX_POOL_COUNT * (1 << 32) + MAX_POOL_COUNT * 16 + 1024 * 135_168 + 1024 * 16;
+        assert_eq!(huge.checked().unwrap().pool_bytes(), bytes);
+        match IobufPool::new(huge) {
+            Err(EnvError::NoMemory {
+                requested,
+                available,
+            }) => {
+                assert_eq!(requested, bytes);
+                assert!(available < bytes);
+            }
+            other => panic!("expected NoMemory, got {other:?}"),
+        }
+        // Just above what this machine has (with 1 GiB to spare for other jobs' churn), below
+        // the 1 TiB DmaBuf cap that was the only limit before: refused, nothing allocated.
+        let avail = crate::dma::mem_available().unwrap();
+        let size = ((avail + (1 << 30)) / MAX_POOL_COUNT + 1).next_multiple_of(4096);
+        let above = IobufOpts {
+            small_pool_count: MAX_POOL_COUNT,
+            small_bufsize: u32::try_from(size).unwrap(),
+            ..IobufOpts::default()
+        };
+        assert!(above.pool_bytes() < crate::dma::MAX_DMA_ALLOC as u64);
+        assert!(matches!(
+            IobufPool::new(above),
+            Err(EnvError::NoMemory { requested, .. }) if requested == above.pool_bytes()
+        ));
+        // The default pools fit (they are what every target starts with).
+        assert!(IobufOpts::default().check_memory().is_ok());
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub mod time;
 mod wake;
 
 pub use cpumask::CpuMask;
-pub use dma::{DmaBacking, DmaBuf, mem_stats};
+pub use dma::{DmaBacking, DmaBuf, check_available, mem_available, mem_stats};
 pub use error::EnvError;
 pub use iobuf::{
     IoBuf, IobufChannel, IobufModuleStats, IobufOpts, IobufPool, iobuf_get, iobuf_get_options,
