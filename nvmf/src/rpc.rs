@@ -793,6 +793,16 @@ fn create_transport(t: &Target, p: CreateTransport, r: Request) {
             p.trtype
         )));
     }
+    if !t.transport_exists(&p.trtype.to_ascii_uppercase())
+        && let Err(e) = opts.validate()
+    {
+        // SPDK `nvmf_transport_create` logs the reason and the RPC answers this.
+        tracing::error!(error = %e, trtype = %p.trtype, "nvmf_create_transport refused");
+        return r.err(RpcError::internal(format!(
+            "Transport type '{}' create failed",
+            p.trtype
+        )));
+    }
     let trtype = p.trtype.clone();
     t.create_transport(&p.trtype, opts, move |res| match res {
         Ok(()) => r.ok(true),

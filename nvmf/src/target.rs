@@ -401,6 +401,7 @@ impl Target {
             ))));
         }
         if let Err(e) = opts.validate() {
+            tracing::error!(trtype, error = %e, "transport options refused");
             return done(Err(e));
         }
         let t = {
@@ -444,7 +445,7 @@ impl Target {
         self.update(|| {});
     }
 
-    fn transport_exists(&self, key: &str) -> bool {
+    pub(crate) fn transport_exists(&self, key: &str) -> bool {
         self.0
             .transports
             .borrow()

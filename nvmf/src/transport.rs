@@ -226,6 +226,11 @@ pub const RDMA_DEFAULT_NUM_SHARED_BUFFERS: u32 = 4095;
 /// RDMA's default `data_wr_pool_size` (SPDK `SPDK_NVMF_RDMA_DEFAULT_DATA_WR_POOL_SIZE`).
 pub const RDMA_DEFAULT_DATA_WR_POOL_SIZE: u32 = 4095;
 
+/// Smallest `max_io_size` SPDK accepts (8 KiB; it must also be a power of 2).
+pub const MIN_MAX_IO_SIZE: u32 = 8192;
+/// Keep Alive Support granularity: `kas` counts units of this many milliseconds.
+const KAS_UNIT_MS: u64 = 100;
+
 /// Default `max_queue_depth` (SPDK `SPDK_NVMF_TCP_DEFAULT_MAX_IO_QUEUE_DEPTH`).
 pub const DEFAULT_MAX_QUEUE_DEPTH: u16 = 128;
 /// Default `max_io_qpairs_per_ctrlr` (internal `max_qpairs_per_ctrlr` 128 minus the admin queue).
@@ -390,10 +395,19 @@ impl TransportOpts {
         u32::from(self.max_io_qpairs_per_ctrlr) + 1
     }
 
-    /// Checks the common options as SPDK `nvmf_transport_opts_copy`/`spdk_nvmf_transport_create`
-    /// do: queue depths within the spec's limits, `in_capsule_data_size` clamped to
-    /// `max_io_size`, `max_io_size` and `io_unit_size` non-zero.
+    /// Checks the common options as SPDK `nvmf_transport_create` does, with SPDK's messages
+    /// (the error text is SPDK's log line; the caller logs it): `max_io_size` a power of 2 and
+    /// at least 8 KiB, `kas` and `min_kato` non-zero (`min_kato` then rounded up to a multiple
+    /// of the KAS granularity), `io_unit_size` non-zero and at most the iobuf pool's large
+    /// buffer size ([`env::iobuf_get_options`]); plus queue depths within the spec's limits
+    /// and `in_capsule_data_size` clamped to `max_io_size`. A `num_shared_buffers` above the
+    /// iobuf pool's count is only warned about, as SPDK does.
     pub fn validate(&mut self) -> Result<(), NvmfError> {
+        self.validate_with_iobuf(&env::iobuf_get_options())
+    }
+
+    /// [`TransportOpts::validate`] against the given iobuf pool options.
+    pub fn validate_with_iobuf(&mut self, iobuf: &env::IobufOpts) -> Result<(), NvmfError> {
         if self.max_queue_depth < 2 {
             return Err(NvmfError::InvalidParam(format!(
                 "max_queue_depth {} is below 2",
@@ -406,15 +420,51 @@ impl TransportOpts {
                 self.max_aq_depth
             )));
         }
-        if self.max_io_size == 0 || self.io_unit_size == 0 {
-            return Err(NvmfError::InvalidParam(
-                "max_io_size and io_unit_size must be non-zero".into(),
-            ));
-        }
         if self.max_io_qpairs_per_ctrlr == 0 {
             return Err(NvmfError::InvalidParam(
                 "max_io_qpairs_per_ctrlr must be at least 1".into(),
             ));
+        }
+        if !self.max_io_size.is_power_of_two() || self.max_io_size < MIN_MAX_IO_SIZE {
+            return Err(NvmfError::InvalidParam(format!(
+                "max_io_size {} must be a power of 2 and be greater than or equal 8KB",
+                self.max_io_size
+            )));
+        }
+        if self.kas == 0 {
+            return Err(NvmfError::InvalidParam("kas cannot be 0".into()));
+        }
+        if self.min_kato == 0 {
+            return Err(NvmfError::InvalidParam("min_kato cannot be 0".into()));
+        }
+        let kas_ms = u64::from(self.kas) * KAS_UNIT_MS;
+        let min_kato = u64::from(self.min_kato).div_ceil(kas_ms) * kas_ms;
+        self.min_kato = u32::try_from(min_kato).map_err(|_| {
+            NvmfError::InvalidParam(format!(
+                "min_kato {} rounded up to kas {} x 100 ms does not fit in 32 bits",
+                self.min_kato, self.kas
+            ))
+        })?;
+        if self.io_unit_size == 0 {
+            return Err(NvmfError::InvalidParam("io_unit_size cannot be 0".into()));
+        }
+        if self.io_unit_size > iobuf.large_bufsize {
+            return Err(NvmfError::InvalidParam(format!(
+                "io_unit_size {} is larger than iobuf pool large buffer size {}",
+                self.io_unit_size, iobuf.large_bufsize
+            )));
+        }
+        let count = if self.io_unit_size <= iobuf.small_bufsize {
+            iobuf.small_pool_count
+        } else {
+            iobuf.small_pool_count.min(iobuf.large_pool_count)
+        };
+        if u64::from(self.num_shared_buffers) > count {
+            tracing::warn!(
+                "The num_shared_buffers value ({}) is larger than the available iobuf pool \
+                 size ({count}). Please increase the iobuf pool sizes.",
+                self.num_shared_buffers
+            );
         }
         if self.in_capsule_data_size > self.max_io_size {
             tracing::warn!(
@@ -711,6 +761,93 @@ mod tests {
             ..TransportOpts::default()
         };
         assert_eq!(bad.validate().unwrap_err().errno(), -22);
+    }
+
+    fn refusal(o: TransportOpts) -> String {
+        let mut o = o;
+        match o.validate_with_iobuf(&env::IobufOpts::default()) {
+            Err(NvmfError::InvalidParam(m)) => m,
+            other => panic!("expected InvalidParam, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validate_refuses_bad_max_io_size_with_spdks_message() {
+        for v in [0, 4096, 12_288, 131_071, u32::MAX] {
+            let o = TransportOpts {
+                max_io_size: v,
+                ..TransportOpts::default()
+            };
+            assert_eq!(
+                refusal(o),
+                format!("max_io_size {v} must be a power of 2 and be greater than or equal 8KB")
+            );
+        }
+        let mut o = TransportOpts {
+            max_io_size: 8192,
+            io_unit_size: 8192,
+            ..TransportOpts::default()
+        };
+        o.validate_with_iobuf(&env::IobufOpts::default()).unwrap();
+        assert_eq!(o.in_capsule_data_size, 4096);
+    }
+
+    #[test]
+    fn validate_refuses_io_unit_size_above_the_iobuf_large_buffer() {
+        let o = TransportOpts {
+            io_unit_size: u32::MAX,
+            ..TransportOpts::default()
+        };
+        assert_eq!(
+            refusal(o),
+            "io_unit_size 4294967295 is larger than iobuf pool large buffer size 135168"
+        );
+        let o = TransportOpts {
+            io_unit_size: 0,
+            ..TransportOpts::default()
+        };
+        assert_eq!(refusal(o), "io_unit_size cannot be 0");
+        let mut o = TransportOpts {
+            io_unit_size: 135_168,
+            ..TransportOpts::default()
+        };
+        o.validate_with_iobuf(&env::IobufOpts::default()).unwrap();
+        assert_eq!(o.io_unit_size, 135_168);
+    }
+
+    #[test]
+    fn validate_refuses_kas_and_min_kato_zero_and_rounds_min_kato_up() {
+        let o = TransportOpts {
+            kas: 0,
+            ..TransportOpts::default()
+        };
+        assert_eq!(refusal(o), "kas cannot be 0");
+        let o = TransportOpts {
+            min_kato: 0,
+            ..TransportOpts::default()
+        };
+        assert_eq!(refusal(o), "min_kato cannot be 0");
+        let o = TransportOpts {
+            min_kato: u32::MAX,
+            ..TransportOpts::default()
+        };
+        assert_eq!(
+            refusal(o),
+            "min_kato 4294967295 rounded up to kas 100 x 100 ms does not fit in 32 bits"
+        );
+        let mut o = TransportOpts {
+            kas: 30,
+            min_kato: 10_000,
+            ..TransportOpts::default()
+        };
+        o.validate_with_iobuf(&env::IobufOpts::default()).unwrap();
+        assert_eq!(o.min_kato, 12_000, "rounded up to 4 x 3000 ms");
+        let mut o = TransportOpts::default();
+        o.validate_with_iobuf(&env::IobufOpts::default()).unwrap();
+        assert_eq!(o, TransportOpts::default(), "defaults pass unchanged");
+        let mut o = TransportOpts::defaults_for("RDMA");
+        o.validate_with_iobuf(&env::IobufOpts::default()).unwrap();
+        assert_eq!(o, TransportOpts::defaults_for("RDMA"));
     }
 
     #[test]

@@ -88,3 +88,42 @@ fn given_values_override_each_transports_defaults() {
     .unwrap_err();
     assert_eq!(e.code, -32602);
 }
+
+/// SPDK `nvmf_transport_create` refuses these before creating anything; the RPC answers
+/// -32603 "Transport type '%s' create failed" and the target keeps working.
+#[test]
+fn bad_common_options_are_refused_with_spdks_answer() {
+    let env = setup();
+    env.tgt
+        .register_transport_factory("TCP2", env.net.factory("TCP2"));
+    let reg = rpc_registry(&env);
+    for bad in [
+        json!({"trtype": "TCP2", "max_io_size": 4294967295u32, "in_capsule_data_size": 4294967295u32}),
+        json!({"trtype": "TCP2", "max_io_size": 12288}),
+        json!({"trtype": "TCP2", "max_io_size": 4096}),
+        json!({"trtype": "TCP2", "io_unit_size": 4294967295u32}),
+        json!({"trtype": "TCP2", "io_unit_size": 0}),
+        json!({"trtype": "TCP2", "kas": 0}),
+        json!({"trtype": "TCP2", "min_kato": 0}),
+    ] {
+        let e = rpc_call(&env, &reg, "nvmf_create_transport", bad.clone()).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (-32603, "Transport type 'TCP2' create failed"),
+            "{bad}"
+        );
+    }
+    let v = rpc_call(&env, &reg, "nvmf_get_transports", json!({"trtype": "TCP2"})).unwrap_err();
+    assert_eq!(v.code, -19, "nothing was created");
+    let r = rpc_call(
+        &env,
+        &reg,
+        "nvmf_create_transport",
+        json!({"trtype": "TCP2", "max_io_size": 8192, "io_unit_size": 8192, "kas": 30}),
+    )
+    .unwrap();
+    assert_eq!(r, json!(true));
+    let v = rpc_call(&env, &reg, "nvmf_get_transports", json!({"trtype": "TCP2"})).unwrap();
+    assert_eq!(v[0]["max_io_size"], json!(8192));
+    assert_eq!(v[0]["in_capsule_data_size"], json!(4096));
+}
