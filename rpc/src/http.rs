@@ -20,6 +20,7 @@ use jsonrpsee::server::middleware::rpc::{
     Batch, BatchEntry, MethodResponse, Notification, RpcServiceBuilder, RpcServiceT,
 };
 use jsonrpsee::server::{BatchResponseBuilder, ResponsePayload, ServerConfig, ServerHandle};
+use jsonrpsee::types::error::OVERSIZED_RESPONSE_CODE;
 use jsonrpsee::types::{ErrorObject, Id, Request as JrRequest};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -33,6 +34,13 @@ pub struct HttpOpts {
     pub max_request_size: u32,
     /// Connections served at once. Default 128.
     pub max_connections: u32,
+    /// Most calls in one batch array; a longer batch is answered `-32600` without running any.
+    /// Default 1024 (as the Unix-socket server).
+    pub max_batch_len: u32,
+    /// Largest answer in bytes (a response, or a batch's whole array). A call whose answer
+    /// would exceed it is answered `-32603 "Send buf exceeded maximum size (N)"` instead.
+    /// Default 32 MiB (SPDK's send buffer limit).
+    pub max_answer_size: u32,
 }
 
 impl Default for HttpOpts {
@@ -40,6 +48,8 @@ impl Default for HttpOpts {
         Self {
             max_request_size: 1 << 20,
             max_connections: 128,
+            max_batch_len: 1024,
+            max_answer_size: 32 << 20,
         }
     }
 }
@@ -90,6 +100,8 @@ impl HttpServer {
         let forward = Forward {
             jobs: job_tx,
             wake: Arc::new(wake_tx),
+            max_batch_len: opts.max_batch_len as usize,
+            max_answer_size: opts.max_answer_size as usize,
         };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(SocketAddr, ServerHandle), Error>>();
         let thread = std::thread::Builder::new()
@@ -165,6 +177,7 @@ fn serve(
         let config = ServerConfig::builder()
             .max_request_body_size(opts.max_request_size)
             .max_connections(opts.max_connections)
+            .max_response_body_size(opts.max_answer_size)
             .build();
         let middleware = RpcServiceBuilder::new().layer_fn(move |_inner| forward.clone());
         let server = jsonrpsee::server::Server::builder()
@@ -199,6 +212,8 @@ fn serve(
 struct Forward {
     jobs: mpsc::Sender<Job>,
     wake: Arc<UnixStream>,
+    max_batch_len: usize,
+    max_answer_size: usize,
 }
 
 impl Forward {
@@ -237,6 +252,8 @@ impl Forward {
 
     fn answer(&self, req: JrRequest<'_>) -> impl Future<Output = MethodResponse> + Send + 'static {
         let id: Id<'static> = req.id().into_owned();
+        let method = req.method_name().to_string();
+        let max_answer = self.max_answer_size;
         let submitted = self.submit(
             req.method_name(),
             req.params.as_deref().map(|r| r.get()),
@@ -251,7 +268,23 @@ impl Forward {
                 SubmitResult::Sent => Err(RpcError::internal("no answer expected")),
             };
             match result {
-                Ok(v) => MethodResponse::response(id, ResponsePayload::success(v), usize::MAX),
+                Ok(v) => {
+                    let rp = MethodResponse::response(
+                        id.clone(),
+                        ResponsePayload::success(v),
+                        max_answer,
+                    );
+                    if rp.as_error_code() == Some(OVERSIZED_RESPONSE_CODE) {
+                        tracing::error!(
+                            %method,
+                            limit = max_answer,
+                            "RPC answer larger than max_answer_size; answering an error instead"
+                        );
+                        too_big_answer(id, max_answer)
+                    } else {
+                        rp
+                    }
+                }
                 Err(e) => {
                     MethodResponse::error(id, ErrorObject::owned(e.code, e.message, None::<()>))
                 }
@@ -276,25 +309,62 @@ impl RpcServiceT for Forward {
     }
 
     fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
-        // Submit every call first so deferred methods proceed together, then collect in order.
+        let max_answer = self.max_answer_size;
         let mut waits = Vec::new();
+        if batch.len() > self.max_batch_len {
+            tracing::warn!(
+                elements = batch.len(),
+                limit = self.max_batch_len,
+                "RPC batch longer than max_batch_len; refused"
+            );
+            let error = ErrorObject::owned(
+                RpcError::INVALID_REQUEST,
+                format!(
+                    "Invalid request: batch longer than max_batch_len ({} calls)",
+                    self.max_batch_len
+                ),
+                None::<()>,
+            );
+            return futures_answer(std::future::ready(MethodResponse::error(Id::Null, error)));
+        }
+        // Submit every call first so deferred methods proceed together, then collect in order.
         for entry in batch {
             match entry {
-                Ok(BatchEntry::Call(req)) => waits.push(Some(futures_answer(self.answer(req)))),
+                Ok(BatchEntry::Call(req)) => {
+                    let id = req.id().into_owned();
+                    waits.push((id, Some(futures_answer(self.answer(req)))));
+                }
                 Ok(BatchEntry::Notification(n)) => {
                     self.notify(&n);
                 }
                 Err(err) => {
                     let (err, id) = err.into_parts();
-                    let rp = MethodResponse::error(id.into_owned(), err.into_owned());
-                    waits.push(Some(futures_answer(std::future::ready(rp))));
+                    let rp = MethodResponse::error(id.clone().into_owned(), err.into_owned());
+                    waits.push((
+                        id.into_owned(),
+                        Some(futures_answer(std::future::ready(rp))),
+                    ));
                 }
             }
         }
-        async move {
-            let mut builder = BatchResponseBuilder::new_with_limit(usize::MAX);
-            for wait in waits.into_iter().flatten() {
-                if let Err(too_big) = builder.append(wait.await) {
+        futures_answer(async move {
+            // As the Unix-socket server: an element that no longer fits in the array's limit is
+            // answered an error (only when even those do not fit is the whole batch refused).
+            let mut builder = BatchResponseBuilder::new_with_limit(max_answer);
+            let mut used = 1;
+            for (id, wait) in waits {
+                let Some(wait) = wait else { continue };
+                let mut rp = wait.await;
+                if used + rp.as_json().get().len() + 1 > max_answer {
+                    tracing::error!(
+                        limit = max_answer,
+                        "RPC batch answer larger than max_answer_size; answering an error instead"
+                    );
+                    rp = too_big_answer(id, max_answer);
+                }
+                used += rp.as_json().get().len() + 1;
+                if let Err(too_big) = builder.append(rp) {
+                    tracing::error!(limit = max_answer, "RPC batch answer refused as too large");
                     return too_big;
                 }
             }
@@ -303,7 +373,7 @@ impl RpcServiceT for Forward {
             } else {
                 MethodResponse::from_batch(builder.finish())
             }
-        }
+        })
     }
 
     fn notification<'a>(
@@ -323,6 +393,18 @@ impl Forward {
             tracing::warn!(method = n.method_name(), error = %e, "RPC notification not delivered");
         }
     }
+}
+
+/// The error answered for a call whose answer is larger than `limit` bytes (SPDK's words).
+fn too_big_answer(id: Id<'static>, limit: usize) -> MethodResponse {
+    MethodResponse::error(
+        id,
+        ErrorObject::owned(
+            RpcError::INTERNAL_ERROR,
+            format!("Send buf exceeded maximum size ({limit})"),
+            None::<()>,
+        ),
+    )
 }
 
 /// Boxes an answer future so a batch can hold answers of different origins.

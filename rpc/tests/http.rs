@@ -44,6 +44,15 @@ where
     F: FnOnce(std::net::SocketAddr) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,
 {
+    run_with(HttpOpts::default(), client)
+}
+
+/// [`run`] with the given options.
+fn run_with<F, Fut>(opts: HttpOpts, client: F)
+where
+    F: FnOnce(std::net::SocketAddr) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let reg = RpcRegistry::new();
     reg.register("spdk_get_version", StateMask::BOTH, |r| r.ok(version()));
     reg.register_typed("sized", StateMask::BOTH, |p: SizeParams, r: Request| {
@@ -53,9 +62,11 @@ where
     let deferred: Rc<RefCell<Vec<Request>>> = Rc::default();
     let d = deferred.clone();
     reg.register("deferred", StateMask::BOTH, move |r| d.borrow_mut().push(r));
+    reg.register_typed("text", StateMask::BOTH, |p: SizeParams, r: Request| {
+        r.ok("x".repeat(p.size as usize))
+    });
 
-    let (server, bridge) =
-        HttpServer::start("127.0.0.1:0".parse().unwrap(), HttpOpts::default()).unwrap();
+    let (server, bridge) = HttpServer::start("127.0.0.1:0".parse().unwrap(), opts).unwrap();
     let addr = server.local_addr();
     let handle = thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -109,12 +120,19 @@ fn http_client_trait_calls_registry_methods() {
                 "spdk_get_version",
                 "sized",
                 "run_only",
-                "deferred"
+                "deferred",
+                "text"
             ]
         );
         assert_eq!(
             client.rpc_get_methods(true, false).await.unwrap(),
-            vec!["rpc_get_methods", "spdk_get_version", "sized", "deferred"]
+            vec![
+                "rpc_get_methods",
+                "spdk_get_version",
+                "sized",
+                "deferred",
+                "text"
+            ]
         );
         let v: Value = client.request("deferred", rpc_params![]).await.unwrap();
         assert_eq!(v, json!("later"));
@@ -171,5 +189,90 @@ fn websocket_client_trait_and_batch() {
             .map(|a| a.map_err(|e| e.code()))
             .collect();
         assert_eq!(answers, vec![Ok(json!("later")), Err(-32601)]);
+    });
+}
+
+/// Posts `body` as one HTTP request (blocking, loopback) and returns the JSON answer.
+fn post(addr: std::net::SocketAddr, body: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (_, json) = answer.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(json).unwrap()
+}
+
+fn error(id: Value, code: i32, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+fn result(id: Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+#[test]
+fn http_batch_longer_than_max_batch_len_gets_invalid_request() {
+    assert_eq!(HttpOpts::default().max_batch_len, 1024);
+    run(|addr| async move {
+        let batch = |n: usize| {
+            Value::Array(
+                (0..n)
+                    .map(|i| {
+                        json!({"jsonrpc": "2.0", "method": "sized", "id": i,
+                                     "params": {"size": i}})
+                    })
+                    .collect(),
+            )
+            .to_string()
+        };
+        assert_eq!(
+            post(addr, &batch(1025)),
+            error(
+                Value::Null,
+                -32600,
+                "Invalid request: batch longer than max_batch_len (1024 calls)"
+            )
+        );
+        let answers = post(addr, &batch(1024));
+        let answers = answers.as_array().unwrap();
+        assert_eq!(answers.len(), 1024);
+        assert_eq!(answers[1023], result(json!(1023), json!(2046)));
+    });
+}
+
+#[test]
+fn http_answer_larger_than_max_answer_size_gets_error() {
+    assert_eq!(HttpOpts::default().max_answer_size, 32 << 20);
+    let opts = HttpOpts {
+        max_answer_size: 1024,
+        ..HttpOpts::default()
+    };
+    run_with(opts, |addr| async move {
+        let call = |id: u32, size: u32| json!({"jsonrpc": "2.0", "method": "text", "id": id, "params": {"size": size}});
+        assert_eq!(
+            post(addr, &call(1, 2000).to_string()),
+            error(json!(1), -32603, "Send buf exceeded maximum size (1024)")
+        );
+        // A batch's whole array counts: the second answer no longer fits.
+        assert_eq!(
+            post(addr, &json!([call(2, 600), call(3, 600)]).to_string()),
+            json!([
+                result(json!(2), json!("x".repeat(600))),
+                error(json!(3), -32603, "Send buf exceeded maximum size (1024)")
+            ])
+        );
+        assert_eq!(
+            post(addr, &call(4, 900).to_string()),
+            result(json!(4), json!("x".repeat(900)))
+        );
     });
 }
