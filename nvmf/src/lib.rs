@@ -48,8 +48,8 @@ pub use request::{DataBuf, IoVec, Request, RequestState, Response};
 pub use rpc::{NvmfSubsystem, config_json, register_rpcs};
 pub use subsystem::{AnaState, HostKeys, Listener, Namespace, SubType, Subsystem, SubsystemState};
 pub use target::{
-    AdminCmdPassthru, DRAIN_CHECK_INTERVAL, DRAIN_WARN_INTERVAL, NsOpts, Referral, Target,
-    TargetOpts,
+    AdminCmdPassthru, DRAIN_CHECK_INTERVAL, DRAIN_WARN_INTERVAL, MAX_MAX_SUBSYSTEMS, NsOpts,
+    Referral, Target, TargetOpts,
 };
 pub use transport::{
     AdrFam, DiscoverInfo, ListenAddr, PollGroupBuilder, TrType, Transport, TransportOpts,

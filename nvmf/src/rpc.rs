@@ -7,7 +7,7 @@
 use crate::NvmfError;
 use crate::poll_group;
 use crate::subsystem::{AnaState, SubType, Subsystem};
-use crate::target::{AdminCmdPassthru, Referral, Target};
+use crate::target::{AdminCmdPassthru, MAX_MAX_SUBSYSTEMS, Referral, Target};
 use crate::transport::{ListenAddr, TransportOpts};
 use rpc::{Request, RpcError, RpcRegistry, StateMask};
 use serde::Deserialize;
@@ -644,7 +644,12 @@ pub fn register_rpcs(reg: &RpcRegistry, tgt: &Target) {
         "nvmf_set_max_subsystems",
         StateMask::STARTUP,
         move |p: MaxSubsystems, r| {
-            if p.max_subsystems == 0 {
+            if p.max_subsystems == 0 || p.max_subsystems > MAX_MAX_SUBSYSTEMS {
+                tracing::error!(
+                    max_subsystems = p.max_subsystems,
+                    limit = MAX_MAX_SUBSYSTEMS,
+                    "nvmf_set_max_subsystems: max_subsystems must be in 1..={MAX_MAX_SUBSYSTEMS}"
+                );
                 return r.err(invalid());
             }
             let mut o = t.opts();

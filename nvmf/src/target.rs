@@ -25,6 +25,9 @@ use std::time::Duration;
 
 /// Default `max_subsystems` (SPDK `SPDK_NVMF_DEFAULT_MAX_SUBSYSTEMS`).
 pub const DEFAULT_MAX_SUBSYSTEMS: u32 = 1024;
+/// Largest `max_subsystems` `nvmf_set_max_subsystems` accepts (SPDK takes any u32; every
+/// configuration change here copies the whole subsystem table, so the count is bounded).
+pub const MAX_MAX_SUBSYSTEMS: u32 = 16_384;
 
 /// `admin_cmd_passthru` of `nvmf_set_config`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -461,3 +461,31 @@ fn subsystem_defaults_and_max_subsystems_limit() {
     .unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (-19, "No such device"));
 }
+
+#[test]
+fn set_max_subsystems_above_the_cap_is_refused_and_the_setting_kept() {
+    let env = setup();
+    let reg = RpcRegistry::new();
+    nvmf::register_rpcs(&reg, &env.tgt);
+    reg.set_state(RpcState::Startup);
+    for bad in [0, nvmf::MAX_MAX_SUBSYSTEMS + 1, u32::MAX] {
+        let e = call(
+            &env,
+            &reg,
+            "nvmf_set_max_subsystems",
+            json!({"max_subsystems": bad}),
+        )
+        .unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (-32602, "Invalid parameters"));
+        assert_eq!(env.tgt.opts().max_subsystems, 1024, "unchanged after {bad}");
+    }
+    let r = call(
+        &env,
+        &reg,
+        "nvmf_set_max_subsystems",
+        json!({"max_subsystems": 16_384}),
+    )
+    .unwrap();
+    assert_eq!(r, json!(true));
+    assert_eq!(env.tgt.opts().max_subsystems, 16_384);
+}
