@@ -2,7 +2,7 @@
 //! the module's configuration (SPDK `bdev_nvme.c` controller part).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -323,7 +323,9 @@ pub fn options() -> NvmeOpts {
 }
 
 /// Set the global options (SPDK `bdev_nvme_set_opts`): refused with EPERM once a controller
-/// is attached; inconsistent reconnect settings are EINVAL.
+/// is attached; inconsistent reconnect settings are EINVAL, and so are `timeout_us` /
+/// `timeout_admin_us` above [`MAX_TIMEOUT_US`] and `tcp_connect_timeout_ms` above
+/// [`MAX_TCP_CONNECT_TIMEOUT_MS`].
 pub fn set_options(opts: NvmeOpts) -> Result<(), BdevNvmeError> {
     if !lock(&CTRLRS).is_empty() {
         return Err(BdevNvmeError::NotPermitted(
@@ -341,6 +343,14 @@ pub fn set_options(opts: NvmeOpts) -> Result<(), BdevNvmeError> {
         opts.reconnect_delay_sec,
         opts.fast_io_fail_timeout_sec,
     )?;
+    check_timeout_us("timeout_us", opts.timeout_us)?;
+    check_timeout_us("timeout_admin_us", opts.timeout_admin_us)?;
+    if opts.tcp_connect_timeout_ms > MAX_TCP_CONNECT_TIMEOUT_MS {
+        return Err(BdevNvmeError::InvalidArgument(format!(
+            "tcp_connect_timeout_ms {} is larger than the maximum {MAX_TCP_CONNECT_TIMEOUT_MS} (10 minutes)",
+            opts.tcp_connect_timeout_ms
+        )));
+    }
     *lock(&OPTS) = Some(opts);
     Ok(())
 }
@@ -390,10 +400,30 @@ pub fn controllers() -> Vec<Arc<NvmeCtrlr>> {
 }
 
 /// Attach a controller over its transport type's built-in transport; returns the names of
-/// the bdevs created.
+/// the bdevs created. Blocks the calling thread for the whole connect (tests, tools); the
+/// RPC uses [`attach_async`].
 pub fn attach(params: &AttachParams) -> Result<Vec<String>, BdevNvmeError> {
     let trtype = nvme::host::TrType::parse(&params.trtype)?;
     attach_with_transport(params, transport_for(trtype)?)
+}
+
+/// Attach a controller without blocking the current env Thread (SPDK's probe poller): the
+/// parameters are checked at once, then the TCP connect, IC exchange, fabrics Connect,
+/// enable and Identify commands run on a separate OS thread while a poller on the current
+/// Thread waits for them; `done` runs on the current Thread with the names of the bdevs
+/// created, or the error. Refused parameters and an attach already in progress under the
+/// same name answer before this returns. Without a current Thread the attach runs inline.
+pub fn attach_async(
+    params: &AttachParams,
+    done: impl FnOnce(Result<Vec<String>, BdevNvmeError>) + 'static,
+) {
+    let transport = nvme::host::TrType::parse(&params.trtype)
+        .and_then(transport_for)
+        .map_err(BdevNvmeError::from);
+    match transport {
+        Ok(t) => attach_with_transport_async(params, t, done),
+        Err(e) => done(Err(e)),
+    }
 }
 
 fn refuse(what: &str) -> BdevNvmeError {
@@ -459,16 +489,73 @@ fn trid_of(p: &AttachParams) -> Result<TransportId, BdevNvmeError> {
     Ok(TransportId::parse(&s)?)
 }
 
-/// Attach over a given transport (other transports, tests). See [`attach`].
-pub fn attach_with_transport(
+/// Longest user-given command or connect timeout accepted, in µs (10 minutes):
+/// `fabrics_connect_timeout_us`, `timeout_us` and `timeout_admin_us`. SPDK takes any
+/// `uint64` and converts it to ticks with a multiplication that silently wraps; here a larger
+/// value is refused with EINVAL so no deadline arithmetic can overflow and an attach to a
+/// silent peer ends in bounded time.
+pub const MAX_TIMEOUT_US: u64 = 600_000_000;
+
+/// Longest `tcp_connect_timeout_ms` accepted (10 minutes, as [`MAX_TIMEOUT_US`]).
+pub const MAX_TCP_CONNECT_TIMEOUT_MS: u32 = 600_000;
+
+fn check_timeout_us(what: &str, us: u64) -> Result<(), BdevNvmeError> {
+    if us > MAX_TIMEOUT_US {
+        return Err(BdevNvmeError::InvalidArgument(format!(
+            "{what} {us} is larger than the maximum {MAX_TIMEOUT_US} (10 minutes)"
+        )));
+    }
+    Ok(())
+}
+
+/// Names of attaches in progress (checked, not yet in `CTRLRS`).
+static PENDING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Holds a name in `PENDING` until dropped (attach finished, failed, or its Thread exited).
+struct PendingName(String);
+
+impl Drop for PendingName {
+    fn drop(&mut self) {
+        lock(&PENDING).remove(&self.0);
+    }
+}
+
+fn attach_in_progress(name: &str) -> bool {
+    lock(&PENDING).contains(name)
+}
+
+/// What the off-Thread part of an attach needs (all `Send`).
+struct ConnectJob {
+    transport: Arc<dyn Transport>,
+    trid: TransportId,
+    opts: ControllerOpts,
+    max_bdevs: u32,
+}
+
+/// An attach whose parameters were checked; its name is reserved.
+struct Prepared {
+    params: AttachParams,
+    trid: TransportId,
+    hostnqn: String,
+    io_queue_size: u16,
+    reconnect_delay: Option<Duration>,
+    _pending: PendingName,
+}
+
+/// The controller brought up off-Thread, with what the bdevs need from it.
+struct Connected {
+    ctrlr: Controller,
+    /// Per active namespace: its UUID (NS ID descriptor list, else NGUID).
+    uuids: BTreeMap<u32, Option<uuid::Uuid>>,
+}
+
+/// Checks the parameters and reserves the name (no I/O).
+fn prepare(
     params: &AttachParams,
     transport: Arc<dyn Transport>,
-) -> Result<Vec<String>, BdevNvmeError> {
+) -> Result<(Prepared, ConnectJob), BdevNvmeError> {
     check_params(params)?;
     let trid = trid_of(params)?;
-    if controller(&params.name).is_some() {
-        return Err(BdevNvmeError::Exists(params.name.clone()));
-    }
     let g = options();
     let loss = params
         .ctrlr_loss_timeout_sec
@@ -496,7 +583,7 @@ pub fn attach_with_transport(
         opts.io_queue_size = u16::try_from(g.io_queue_requests).unwrap_or(u16::MAX);
     }
     if g.timeout_us > 0 {
-        opts.io_timeout = Some(Duration::from_micros(g.timeout_us));
+        opts.io_timeout = Some(Duration::from_micros(g.timeout_us.min(MAX_TIMEOUT_US)));
     }
     let admin_us = if g.timeout_admin_us > 0 {
         g.timeout_admin_us
@@ -504,32 +591,80 @@ pub fn attach_with_transport(
         g.timeout_us
     };
     if admin_us > 0 {
-        opts.admin_timeout = Duration::from_micros(admin_us);
+        opts.admin_timeout = Duration::from_micros(admin_us.min(MAX_TIMEOUT_US));
     }
     if let Some(us) = params.fabrics_connect_timeout_us.filter(|&u| u > 0) {
+        check_timeout_us("fabrics_connect_timeout_us", us)?;
         opts.transport_connect_timeout = Duration::from_micros(us);
     } else if g.tcp_connect_timeout_ms > 0 {
-        opts.transport_connect_timeout = Duration::from_millis(u64::from(g.tcp_connect_timeout_ms));
+        let ms = g.tcp_connect_timeout_ms.min(MAX_TCP_CONNECT_TIMEOUT_MS);
+        opts.transport_connect_timeout = Duration::from_millis(u64::from(ms));
     }
-    let hostnqn = opts.hostnqn.clone();
-    let io_queue_size = opts.io_queue_size;
-    let c = Controller::connect_with(transport, &trid, opts)?;
+    if controller(&params.name).is_some() {
+        return Err(BdevNvmeError::Exists(params.name.clone()));
+    }
+    let pending = {
+        let mut p = lock(&PENDING);
+        if !p.insert(params.name.clone()) {
+            return Err(BdevNvmeError::AttachInProgress(params.name.clone()));
+        }
+        PendingName(params.name.clone())
+    };
+    let prep = Prepared {
+        params: params.clone(),
+        trid: trid.clone(),
+        hostnqn: opts.hostnqn.clone(),
+        io_queue_size: opts.io_queue_size,
+        reconnect_delay: (delay > 0).then(|| Duration::from_secs(u64::from(delay))),
+        _pending: pending,
+    };
+    let job = ConnectJob {
+        transport,
+        trid,
+        opts,
+        max_bdevs: params.max_bdevs.unwrap_or(DEFAULT_MAX_BDEVS),
+    };
+    Ok((prep, job))
+}
+
+/// The blocking part: connect, bring up, identify (any OS thread).
+fn connect(job: ConnectJob) -> Result<Connected, BdevNvmeError> {
+    let mut c = Controller::connect_with(job.transport, &job.trid, job.opts)?;
     if c.is_discovery() {
         return Err(BdevNvmeError::InvalidArgument(format!(
             "{} is a discovery subsystem; attach an NVM subsystem",
-            trid.subnqn
+            job.trid.subnqn
         )));
     }
-    let max_bdevs = params.max_bdevs.unwrap_or(DEFAULT_MAX_BDEVS);
-    let nss: Vec<_> = c.namespaces().cloned().collect();
-    if nss.len() > max_bdevs as usize {
+    let nss: Vec<(u32, [u8; 16])> = c.namespaces().map(|n| (n.id(), n.data().nguid)).collect();
+    if nss.len() > job.max_bdevs as usize {
         return Err(BdevNvmeError::InvalidArgument(format!(
-            "max_bdevs ({max_bdevs}) is smaller than the {} namespaces",
+            "max_bdevs ({}) is smaller than the {} namespaces",
+            job.max_bdevs,
             nss.len()
         )));
     }
+    let uuids = nss
+        .into_iter()
+        .map(|(id, nguid)| (id, namespace_uuid(&mut c, id, nguid)))
+        .collect();
+    Ok(Connected { ctrlr: c, uuids })
+}
+
+/// The Thread part: the controller joins the module and its bdevs are registered.
+fn finish(prep: Prepared, conn: Connected) -> Result<Vec<String>, BdevNvmeError> {
+    let Prepared {
+        params,
+        trid,
+        hostnqn,
+        io_queue_size,
+        reconnect_delay,
+        _pending,
+    } = prep;
+    let c = conn.ctrlr;
     let write_cache = c.data().vwc & VWC_PRESENT != 0;
     let max_xfer = c.max_xfer_size();
+    let nss: Vec<_> = c.namespaces().cloned().collect();
     let nc = Arc::new(NvmeCtrlr {
         name: params.name.clone(),
         params: params.clone(),
@@ -538,7 +673,7 @@ pub fn attach_with_transport(
         ctrlr: Mutex::new(c),
         bdevs: Mutex::new(Vec::new()),
         io_queue_size,
-        reconnect_delay: (delay > 0).then(|| Duration::from_secs(u64::from(delay))),
+        reconnect_delay,
     });
     {
         let mut map = lock(&CTRLRS);
@@ -547,6 +682,7 @@ pub fn attach_with_transport(
         }
         map.insert(params.name.clone(), Arc::clone(&nc));
     }
+    drop(_pending);
     let mut names = Vec::new();
     for ns in &nss {
         let name = format!("{}n{}", params.name, ns.id());
@@ -554,7 +690,7 @@ pub fn attach_with_transport(
         props.product_name = PRODUCT_NAME.into();
         props.write_cache = write_cache;
         props.optimal_io_boundary = u32::from(ns.data().noiob.get());
-        props.uuid = namespace_uuid(&nc, ns.id(), ns.data().nguid);
+        props.uuid = conn.uuids.get(&ns.id()).copied().flatten();
         let max_blocks = max_xfer
             .map(|m| u64::from(m / ns.block_size().max(1)))
             .unwrap_or(u64::MAX)
@@ -581,9 +717,74 @@ pub fn attach_with_transport(
     Ok(names)
 }
 
-fn namespace_uuid(nc: &NvmeCtrlr, nsid: u32, nguid: [u8; 16]) -> Option<uuid::Uuid> {
-    let descs = nc
-        .lock()
+/// Attach over a given transport (other transports, tests), blocking. See [`attach`].
+pub fn attach_with_transport(
+    params: &AttachParams,
+    transport: Arc<dyn Transport>,
+) -> Result<Vec<String>, BdevNvmeError> {
+    let (prep, job) = prepare(params, transport)?;
+    let conn = connect(job)?;
+    finish(prep, conn)
+}
+
+/// How often the poller of an attach in progress looks for its result (SPDK's probe poller
+/// runs every 1 ms).
+const ATTACH_POLL_PERIOD: Duration = Duration::from_millis(1);
+
+/// [`attach_async`] over a given transport.
+pub fn attach_with_transport_async(
+    params: &AttachParams,
+    transport: Arc<dyn Transport>,
+    done: impl FnOnce(Result<Vec<String>, BdevNvmeError>) + 'static,
+) {
+    let (prep, job) = match prepare(params, transport) {
+        Ok(x) => x,
+        Err(e) => return done(Err(e)),
+    };
+    if env::Thread::current().is_none() {
+        return done(connect(job).and_then(|c| finish(prep, c)));
+    }
+    let name = params.name.clone();
+    let slot: Arc<Mutex<Option<Result<Connected, BdevNvmeError>>>> = Arc::default();
+    let worker_slot = Arc::clone(&slot);
+    let spawned = std::thread::Builder::new()
+        .name(format!("nvme-attach-{name}"))
+        .spawn(move || {
+            let r = connect(job);
+            *lock(&worker_slot) = Some(r);
+        });
+    if let Err(e) = spawned {
+        return done(Err(BdevNvmeError::Host(nvme::host::HostError::Io {
+            op: "spawn attach thread",
+            msg: e.to_string(),
+        })));
+    }
+    tracing::info!(ctrlr = %name, "NVMe controller attach started");
+    let me: Rc<RefCell<Option<env::Poller>>> = Rc::default();
+    let me2 = Rc::clone(&me);
+    let mut state = Some((prep, done));
+    let f = move || {
+        let Some(r) = lock(&slot).take() else {
+            return env::PollStatus::Idle;
+        };
+        me2.borrow_mut().take();
+        if let Some((prep, done)) = state.take() {
+            done(r.and_then(|c| finish(prep, c)));
+        }
+        env::PollStatus::Busy
+    };
+    match env::poller_register_periodic(f, ATTACH_POLL_PERIOD) {
+        Ok(p) => *me.borrow_mut() = Some(p),
+        Err(e) => {
+            // Only without a current Thread, which was checked above; the worker's result
+            // is dropped with the poller (the controller disconnects).
+            tracing::error!(ctrlr = %name, error = %e, "cannot poll the attach in progress");
+        }
+    }
+}
+
+fn namespace_uuid(c: &mut Controller, nsid: u32, nguid: [u8; 16]) -> Option<uuid::Uuid> {
+    let descs = c
         .identify(Cns::NS_ID_DESCRIPTOR_LIST, nsid)
         .ok()
         .and_then(|b| NsIdDescriptor::parse_list(&b).ok())
@@ -643,9 +844,12 @@ pub fn detach(
     name: &str,
     done: impl FnOnce(Result<(), BdevNvmeError>) + 'static,
 ) -> Result<(), BdevNvmeError> {
-    let nc = lock(&CTRLRS)
-        .remove(name)
-        .ok_or_else(|| BdevNvmeError::NotFound(name.to_string()))?;
+    let Some(nc) = lock(&CTRLRS).remove(name) else {
+        if attach_in_progress(name) {
+            return Err(BdevNvmeError::AttachInProgress(name.to_string()));
+        }
+        return Err(BdevNvmeError::NotFound(name.to_string()));
+    };
     ADMIN_POLLERS.with(|m| m.borrow_mut().remove(name));
     let names = nc.bdev_names();
     let finish = move |nc: Arc<NvmeCtrlr>| {

@@ -13,6 +13,10 @@ pub enum BdevNvmeError {
     /// No controller has this name (ENODEV).
     #[error("controller {0} not found")]
     NotFound(String),
+    /// An attach under this name is still connecting: a second attach or a detach of the
+    /// name must wait for its answer (EBUSY).
+    #[error("controller {0} is still being attached")]
+    AttachInProgress(String),
     /// Not allowed in the current state (EPERM).
     #[error("{0}")]
     NotPermitted(String),
@@ -30,6 +34,7 @@ const EEXIST: i32 = 17;
 const ENODEV: i32 = 19;
 const EPERM: i32 = 1;
 const EIO: i32 = 5;
+const EBUSY: i32 = 16;
 
 impl BdevNvmeError {
     /// SPDK's errno (positive).
@@ -39,6 +44,7 @@ impl BdevNvmeError {
             BdevNvmeError::Exists(_) => EEXIST,
             BdevNvmeError::NotFound(_) => ENODEV,
             BdevNvmeError::NotPermitted(_) => EPERM,
+            BdevNvmeError::AttachInProgress(_) => EBUSY,
             BdevNvmeError::Host(nvme::host::HostError::Io { .. }) => ENODEV,
             BdevNvmeError::Host(nvme::host::HostError::InvalidTrid(_)) => EINVAL,
             BdevNvmeError::Host(_) => EIO,

@@ -75,20 +75,23 @@ pub fn error_of(e: &BdevNvmeError) -> RpcError {
     RpcError::new(-e.errno(), e.to_string())
 }
 
-/// Result: the names of the bdevs created (`["Nvme0n1"]`). Errors: undecodable parameters
-/// `-32603 "spdk_json_decode_object failed"`; otherwise `-errno` with the reason.
+/// Result: the names of the bdevs created (`["Nvme0n1"]`), sent when the connect finishes
+/// (the app Thread keeps running meanwhile). Errors: undecodable parameters
+/// `-32603 "spdk_json_decode_object failed"`; an attach of the same name in progress
+/// `-16 "controller <name> is still being attached"`; otherwise `-errno` with the reason.
 fn bdev_nvme_attach_controller(req: Request) {
     let p: AttachParams = match parse_params(&req) {
         Ok(p) => p,
         Err(e) => return req.err(e),
     };
-    match crate::attach(&p) {
+    let name = p.name.clone();
+    crate::attach_async(&p, move |r| match r {
         Ok(names) => req.ok(names),
         Err(e) => {
-            tracing::error!(ctrlr = %p.name, error = %e, "bdev_nvme_attach_controller failed");
+            tracing::error!(ctrlr = %name, error = %e, "bdev_nvme_attach_controller failed");
             req.err(error_of(&e))
         }
-    }
+    });
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +209,9 @@ fn bdev_nvme_set_options(req: Request) {
     };
     match crate::set_options(opts) {
         Ok(()) => req.ok(true),
-        Err(e) => req.err(error_of(&e)),
+        Err(e) => {
+            tracing::error!(error = %e, "bdev_nvme_set_options failed");
+            req.err(error_of(&e))
+        }
     }
 }

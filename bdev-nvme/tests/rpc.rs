@@ -17,11 +17,12 @@ fn call(tt: &TestThreads, reg: &RpcRegistry, method: &str, p: Value) -> Result<V
     let s: Rc<RefCell<Option<Result<Value, RpcError>>>> = Rc::default();
     let s2 = Rc::clone(&s);
     reg.call_local(method, Some(p), move |r| *s2.borrow_mut() = Some(r));
-    for _ in 0..1000 {
-        if s.borrow().is_some() {
-            break;
-        }
+    // Attach answers from a poller once its connect thread is done: bounded in time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while s.borrow().is_none() && std::time::Instant::now() < deadline {
+        tt.advance_time(std::time::Duration::from_millis(1));
         tt.poll_threads();
+        std::thread::sleep(std::time::Duration::from_micros(200));
     }
     s.borrow_mut().take().expect("answered")
 }
