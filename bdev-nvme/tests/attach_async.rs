@@ -18,6 +18,7 @@ use rpc::{RpcError, RpcRegistry, RpcState};
 use serde_json::{Value, json};
 
 type Answer = Rc<RefCell<Option<Result<Value, RpcError>>>>;
+type AttachOut = Rc<RefCell<Option<Result<Vec<String>, bdev_nvme::BdevNvmeError>>>>;
 
 fn setup() -> (TestThreads, Rc<RpcRegistry>) {
     let tt = TestThreads::new(1);
@@ -221,7 +222,7 @@ fn huge_user_timeouts_are_refused_before_connecting() {
 fn async_attach_over_a_working_transport_creates_bdevs_on_the_thread() {
     let tt = TestThreads::new(1);
     tt.set_current(0);
-    let out: Rc<RefCell<Option<Result<Vec<String>, bdev_nvme::BdevNvmeError>>>> = Rc::default();
+    let out: AttachOut = Rc::default();
     let o2 = Rc::clone(&out);
     bdev_nvme::attach_with_transport_async(
         &params("AsyncRam"),
