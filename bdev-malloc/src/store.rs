@@ -20,14 +20,6 @@ fn lock(m: &Mutex<DmaBuf>) -> MutexGuard<'_, DmaBuf> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `MemTotal` of /proc/meminfo in bytes, if readable.
-fn mem_total_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
 /// Zero-initialised striped memory of `len` bytes.
 pub(crate) struct Store {
     stripes: Vec<Mutex<DmaBuf>>,
@@ -45,20 +37,21 @@ struct Piece {
 }
 
 impl Store {
-    /// Allocates `num_blocks * block_size` zeroed bytes; ENOMEM if that fails or overflows.
+    /// Allocates `num_blocks * block_size` zeroed bytes; ENOMEM if that overflows, is more than
+    /// the system can still give ([`env::mem_available`]; checked before allocating), or the
+    /// allocation fails.
     pub(crate) fn new(num_blocks: u64, block_size: u32) -> Result<Store, BdevError> {
         let bs = u64::from(block_size.max(1));
         let len = num_blocks
             .checked_mul(bs)
             .ok_or_else(|| BdevError::NoMemory("malloc size overflows".into()))?;
-        if let Some(total) = mem_total_bytes()
-            && len > total
-        {
-            tracing::error!(len, total, "malloc bdev larger than physical memory");
-            return Err(BdevError::NoMemory(format!(
-                "{len} bytes exceed the machine's {total} bytes of memory"
-            )));
-        }
+        // Before allocating anything: what the system can still give, net of earlier DmaBufs
+        // that are not yet resident (SPDK fails cleanly with ENOMEM from its hugepage memory;
+        // without this, locked memory could take the machine's last RAM).
+        env::check_available(len, "malloc bdev").map_err(|e| {
+            tracing::error!(error = %e, "malloc bdev memory allocation refused");
+            BdevError::NoMemory(e.to_string())
+        })?;
         let stripe_len = (STRIPE_TARGET_BYTES / bs).max(1) * bs;
         let count = len.div_ceil(stripe_len);
         let mut stripes = Vec::new();
@@ -253,5 +246,12 @@ mod tests {
         // 512 TiB: no overflow, but more than any test machine has.
         let e = Store::new(1 << 40, 512).err().unwrap();
         assert_eq!(e.errno(), 12);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "out of memory: cannot allocate 562949953421312 bytes of DMA memory: only "
+            ),
+            "{text}"
+        );
     }
 }

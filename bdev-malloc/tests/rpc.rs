@@ -104,6 +104,64 @@ fn malloc_create_and_delete_answer_like_spdk() {
     );
 }
 
+/// `MemTotal` of /proc/meminfo in bytes.
+fn mem_total() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn malloc_larger_than_available_memory_is_enomem_before_allocating() {
+    let tt = TestThreads::new(1);
+    let reg = registry();
+    // The whole of RAM: no more than MemTotal (the only check before), but more than the
+    // system can give, since the kernel and other processes use some. Guard: never send a size
+    // that the check would let through (it would really be allocated).
+    let num_blocks = mem_total() / 4096;
+    let avail = env::mem_available().unwrap();
+    assert!(
+        num_blocks * 4096 > avail,
+        "{num_blocks} blocks, {avail} available"
+    );
+    let r = call(
+        &tt,
+        &reg,
+        "bdev_malloc_create",
+        json!({"name": "rpc_ram", "num_blocks": num_blocks, "block_size": 4096}),
+    );
+    assert_eq!(r, err(-12, "Cannot allocate memory"));
+    assert!(bdev::get_by_name("rpc_ram").is_none());
+    // Far beyond memory, also refused by the check.
+    let r = call(
+        &tt,
+        &reg,
+        "bdev_malloc_create",
+        json!({"name": "rpc_ram", "num_blocks": 1u64 << 40, "block_size": 4096}),
+    );
+    assert_eq!(r, err(-12, "Cannot allocate memory"));
+    // The module goes on: a small bdev is created and deleted.
+    let r = call(
+        &tt,
+        &reg,
+        "bdev_malloc_create",
+        json!({"name": "rpc_ram", "num_blocks": 16, "block_size": 4096}),
+    );
+    assert_eq!(r, Ok(json!("rpc_ram")));
+    assert_eq!(
+        call(&tt, &reg, "bdev_malloc_delete", json!({"name": "rpc_ram"})),
+        Ok(json!(true))
+    );
+}
+
 #[test]
 fn get_bdevs_entry_has_spdk_keys() {
     let tt = TestThreads::new(1);
