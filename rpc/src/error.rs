@@ -134,6 +134,21 @@ pub enum Error {
     /// Another live process already serves the Unix socket (or holds its lock file).
     #[error("RPC Unix domain socket path {0} in use. Specify another.")]
     AddressInUse(PathBuf),
+    /// Something other than a socket (a regular file, directory, symlink...) exists at the
+    /// Unix socket path: it is left alone rather than removed.
+    #[error(
+        "RPC Unix domain socket path {0} exists and is not a socket; not removing it. \
+         Specify another."
+    )]
+    NotASocket(PathBuf),
+    /// The HTTP server was asked to listen on a non-loopback address without
+    /// [`HttpOpts::allow_remote`](crate::HttpOpts::allow_remote): its RPC has no
+    /// authentication.
+    #[error(
+        "refusing to serve RPC over HTTP on non-loopback address {0}: it has no \
+         authentication; remote access must be allowed explicitly"
+    )]
+    RemoteHttpRefused(std::net::SocketAddr),
     /// A system call on a socket or file failed.
     #[error("{context}: {source}")]
     Io {

@@ -41,6 +41,10 @@ pub struct HttpOpts {
     /// would exceed it is answered `-32603 "Send buf exceeded maximum size (N)"` instead.
     /// Default 32 MiB (SPDK's send buffer limit).
     pub max_answer_size: u32,
+    /// Serve on a non-loopback address. The HTTP RPC has no authentication, so
+    /// [`HttpServer::start`] refuses any address but 127.0.0.0/8 and `::1` unless this is set.
+    /// Default false.
+    pub allow_remote: bool,
 }
 
 impl Default for HttpOpts {
@@ -50,6 +54,7 @@ impl Default for HttpOpts {
             max_connections: 128,
             max_batch_len: 1024,
             max_answer_size: 32 << 20,
+            allow_remote: false,
         }
     }
 }
@@ -89,8 +94,19 @@ impl std::fmt::Debug for Job {
 
 impl HttpServer {
     /// Starts serving JSON-RPC over HTTP and WebSocket on `addr` (use 127.0.0.1 and port 0 in
-    /// tests; [`HttpServer::local_addr`] tells the port).
+    /// tests; [`HttpServer::local_addr`] tells the port). A non-loopback `addr` is refused
+    /// ([`Error::RemoteHttpRefused`]) unless [`HttpOpts::allow_remote`] is set.
     pub fn start(addr: SocketAddr, opts: HttpOpts) -> Result<(HttpServer, HttpBridge), Error> {
+        if !opts.allow_remote && !addr.ip().to_canonical().is_loopback() {
+            tracing::error!(
+                %addr,
+                "refusing to serve unauthenticated RPC over HTTP on a non-loopback address"
+            );
+            return Err(Error::RemoteHttpRefused(addr));
+        }
+        if !addr.ip().to_canonical().is_loopback() {
+            tracing::warn!(%addr, "RPC over HTTP has no authentication and is reachable remotely");
+        }
         let (job_tx, jobs) = mpsc::channel::<Job>();
         let (wake_tx, wake) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
         for s in [&wake_tx, &wake] {

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -89,12 +90,15 @@ pub struct UnixServer {
 impl UnixServer {
     /// Listens on `path`. As SPDK, it takes an exclusive lock on `path + ".lock"` first and
     /// refuses ([`Error::AddressInUse`]) when another live process holds it or answers on the
-    /// socket; a stale socket file is removed.
+    /// socket; a stale socket file is removed. Unlike SPDK, anything else at `path` (a regular
+    /// file, a directory, a symlink) is refused ([`Error::NotASocket`]) and left in place.
     pub fn listen(
         path: &Path,
         registry: Rc<RpcRegistry>,
         opts: ServerOpts,
     ) -> Result<UnixServer, Error> {
+        // Never create the lock file beside, nor later remove, something that is not a socket.
+        existing_socket(path)?;
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
@@ -111,7 +115,7 @@ impl UnixServer {
             tracing::error!(path = %path.display(), "RPC socket in use");
             return Err(Error::AddressInUse(path.to_path_buf()));
         }
-        if path.exists() {
+        if existing_socket(path)? {
             if UnixStream::connect(path).is_ok() {
                 tracing::error!(path = %path.display(), "RPC socket served by another process");
                 return Err(Error::AddressInUse(path.to_path_buf()));
@@ -234,6 +238,24 @@ impl std::fmt::Debug for UnixServer {
             .field("connections", &self.conns.len())
             .field("opts", &self.opts)
             .finish()
+    }
+}
+
+/// True when a socket exists at `path`, false when nothing does; an error (logged) when
+/// something else is there.
+fn existing_socket(path: &Path) -> Result<bool, Error> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => Ok(true),
+        Ok(meta) => {
+            tracing::error!(
+                path = %path.display(),
+                file_type = ?meta.file_type(),
+                "RPC socket path exists and is not a socket; not removing it"
+            );
+            Err(Error::NotASocket(path.to_path_buf()))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("cannot inspect {}", path.display()), e)),
     }
 }
 

@@ -276,3 +276,41 @@ fn http_answer_larger_than_max_answer_size_gets_error() {
         );
     });
 }
+
+#[test]
+fn http_refuses_non_loopback_address_unless_allowed() {
+    for addr in ["0.0.0.0:0", "192.0.2.1:0", "[::]:0"] {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        match HttpServer::start(addr, HttpOpts::default()) {
+            Err(e @ rpc::Error::RemoteHttpRefused(_)) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "refusing to serve RPC over HTTP on non-loopback address {addr}: it has no \
+                     authentication; remote access must be allowed explicitly"
+                )
+            ),
+            other => panic!("expected RemoteHttpRefused for {addr}, got {other:?}"),
+        }
+    }
+    // Allowed explicitly, the address gets as far as bind (192.0.2.1 is TEST-NET-1, not on
+    // this host, so nothing is exposed).
+    let opts = HttpOpts {
+        allow_remote: true,
+        ..HttpOpts::default()
+    };
+    match HttpServer::start("192.0.2.1:0".parse().unwrap(), opts) {
+        Err(e @ rpc::Error::Io { .. }) => {
+            assert!(
+                e.to_string().starts_with("cannot bind 192.0.2.1:0: "),
+                "{e}"
+            )
+        }
+        other => panic!("expected a bind error, got {other:?}"),
+    }
+    // Loopback needs no permission, IPv6 included.
+    let (server, _bridge) = HttpServer::start("[::1]:0".parse().unwrap(), HttpOpts::default())
+        .or_else(|_| HttpServer::start("127.0.0.2:0".parse().unwrap(), HttpOpts::default()))
+        .unwrap();
+    assert!(server.local_addr().ip().is_loopback());
+    server.stop();
+}

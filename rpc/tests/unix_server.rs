@@ -836,3 +836,45 @@ fn answer_larger_than_max_answer_size_gets_error_and_connection_stays() {
         second_client_works(&path);
     });
 }
+
+#[test]
+fn listen_refuses_and_keeps_a_file_that_is_not_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("precious.txt");
+    std::fs::write(&path, b"keep me").unwrap();
+    let link = dir.path().join("link.sock");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let reg = RpcRegistry::new();
+    for p in [&path, &link, &dir.path().to_path_buf()] {
+        match UnixServer::listen(p, reg.clone(), ServerOpts::default()) {
+            Err(e @ Error::NotASocket(_)) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "RPC Unix domain socket path {} exists and is not a socket; not removing \
+                     it. Specify another.",
+                    p.display()
+                )
+            ),
+            other => panic!("expected NotASocket for {}, got {other:?}", p.display()),
+        }
+        let mut lock = p.as_os_str().to_owned();
+        lock.push(".lock");
+        assert!(!Path::new(&lock).exists(), "no lock file made beside it");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    // Once the file is gone, the same path serves.
+    std::fs::remove_file(&link).unwrap();
+    let server = UnixServer::listen(&link, reg, ServerOpts::default()).unwrap();
+    let p = link.clone();
+    let t = thread::spawn(move || {
+        let mut c = client(&p);
+        assert_eq!(
+            c.call("rpc_get_methods", None).unwrap(),
+            json!(["rpc_get_methods"])
+        );
+    });
+    let mut server = server;
+    poll_until_done(&mut server, t);
+    server.close();
+}
