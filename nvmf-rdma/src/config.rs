@@ -26,6 +26,71 @@ pub use nvmf::transport::{
 /// bound `SPDK_NVMF_MAX_SGL_ENTRIES`).
 pub const MAX_SGE: u32 = 16;
 
+/// Smallest `max_io_size` (8 KiB, checked by SPDK `nvmf_transport_create`).
+pub const MIN_MAX_IO_SIZE: u32 = 8192;
+/// Smallest in-capsule data size: room for 16 SGL descriptors (SPDK `nvmf_rdma_create`,
+/// needed for MSDBD 16).
+pub const MIN_IN_CAPSULE_DATA_SIZE: u32 = 16 * 16;
+/// Fewest shared data buffers that guarantee forward progress (SPDK
+/// `SPDK_NVMF_MAX_SGL_ENTRIES * 2`).
+pub const MIN_SHARED_BUFFERS: u32 = MAX_SGE * 2;
+/// Size of a command capsule's SQE (the receive buffer holds it before the in-capsule data).
+const SQE_BYTES: u32 = crate::proto::SQE_LEN as u32;
+
+/// Bounds the size options as SPDK does before an RDMA transport exists
+/// (`nvmf_transport_create` then `nvmf_rdma_create`), so that neither a poll group's buffer
+/// pool nor a queue's receive buffers can be sized from unbounded values: `max_io_size` a power
+/// of 2 of at least 8 KiB; `io_unit_size` non-zero, at most `large_bufsize` (the env iobuf
+/// pool's large buffer size) and clamped to `max_io_size`; `in_capsule_data_size` clamped to
+/// `max_io_size` and raised to [`MIN_IN_CAPSULE_DATA_SIZE`]. Refusals are logged with
+/// SPDK's message and returned as [`RdmaError::InvalidOption`] with the same text; changes
+/// are logged as warnings. [`RdmaOpts::from_transport_opts`] then checks the I/O unit count
+/// and the shared buffers.
+pub fn check_size_limits(opts: &mut TransportOpts, large_bufsize: u32) -> Result<(), RdmaError> {
+    let refuse = |msg: String| {
+        tracing::error!("{msg}");
+        Err(RdmaError::InvalidOption(msg))
+    };
+    if opts.max_io_size < MIN_MAX_IO_SIZE || !opts.max_io_size.is_power_of_two() {
+        return refuse(format!(
+            "max_io_size {} must be a power of 2 and be greater than or equal 8KB",
+            opts.max_io_size
+        ));
+    }
+    if opts.io_unit_size == 0 {
+        return refuse("io_unit_size cannot be 0".into());
+    }
+    if opts.io_unit_size > large_bufsize {
+        return refuse(format!(
+            "io_unit_size {} is larger than iobuf pool large buffer size {large_bufsize}",
+            opts.io_unit_size
+        ));
+    }
+    if opts.io_unit_size > opts.max_io_size {
+        tracing::warn!(
+            io_unit_size = opts.io_unit_size,
+            max_io_size = opts.max_io_size,
+            "RDMA io_unit_size larger than max_io_size: using max_io_size"
+        );
+        opts.io_unit_size = opts.max_io_size;
+    }
+    if opts.in_capsule_data_size > opts.max_io_size {
+        tracing::warn!(
+            icd = opts.in_capsule_data_size,
+            max_io_size = opts.max_io_size,
+            "RDMA in_capsule_data_size larger than max_io_size: using max_io_size"
+        );
+        opts.in_capsule_data_size = opts.max_io_size;
+    }
+    if opts.in_capsule_data_size < MIN_IN_CAPSULE_DATA_SIZE {
+        tracing::warn!(
+            "In capsule data size is set to {MIN_IN_CAPSULE_DATA_SIZE}, this is minimum size required to support msdbd=16"
+        );
+        opts.in_capsule_data_size = MIN_IN_CAPSULE_DATA_SIZE;
+    }
+    Ok(())
+}
+
 /// RDMA-specific options SPDK accepts in `nvmf_create_transport`.
 const KNOWN: &[&str] = &[
     "max_srq_depth",
@@ -84,8 +149,9 @@ fn bool_opt(m: &Map<String, Value>, k: &str) -> Result<bool, RdmaError> {
 impl RdmaOpts {
     /// Checks the RDMA-specific options and the limits SPDK `nvmf_rdma_create` enforces:
     /// unknown options are refused, `io_unit_size` must cover `max_io_size` within
-    /// [`MAX_SGE`] units, `max_srq_depth` and `num_cqe` must be positive, and there must be
-    /// at least one full I/O's worth of buffer units.
+    /// [`MAX_SGE`] units, `max_srq_depth` and `num_cqe` must be positive, there must be at
+    /// least [`MIN_SHARED_BUFFERS`] buffer units, and a receive buffer (SQE plus in-capsule
+    /// data) must fit a work request's 32-bit length. Refusals are logged.
     pub fn from_transport_opts(opts: &TransportOpts) -> Result<RdmaOpts, RdmaError> {
         for k in opts.specific.keys() {
             match nvmf::transport::classify_specific_option(k, KNOWN) {
@@ -111,25 +177,41 @@ impl RdmaOpts {
             acceptor_backlog: u32_opt(m, "acceptor_backlog", DEFAULT_ACCEPTOR_BACKLOG)?,
             no_wr_batching: bool_opt(m, "no_wr_batching")?,
         };
+        let refuse = |msg: String| {
+            tracing::error!("{msg}");
+            Err(RdmaError::InvalidOption(msg))
+        };
+        // SPDK divides (max_io_size / io_unit_size > 16); a transfer here uses one SGE per
+        // started unit, so the rounded-up count must fit as well.
         if o.io_unit_size == 0 || o.max_io_size.div_ceil(o.io_unit_size) > MAX_SGE {
-            return Err(RdmaError::InvalidOption(format!(
-                "io_unit_size {} is too small for max_io_size {} (at most {MAX_SGE} units)",
-                o.io_unit_size, o.max_io_size
-            )));
-        }
-        if o.max_srq_depth == 0 || o.num_cqe == 0 || o.acceptor_backlog == 0 {
-            return Err(RdmaError::InvalidOption(
-                "max_srq_depth, num_cqe and acceptor_backlog must be positive".into(),
+            return refuse(format!(
+                "Unsupported IO Unit size specified, {} bytes",
+                o.io_unit_size
             ));
         }
-        if o.num_shared_buffers < o.units_per_io() {
-            return Err(RdmaError::InvalidOption(format!(
-                "num_shared_buffers {} is fewer than one I/O needs ({})",
+        if o.max_srq_depth == 0 || o.num_cqe == 0 || o.acceptor_backlog == 0 {
+            return refuse("max_srq_depth, num_cqe and acceptor_backlog must be positive".into());
+        }
+        if o.num_shared_buffers < MIN_SHARED_BUFFERS.max(o.units_per_io()) {
+            return refuse(format!(
+                "The number of shared data buffers ({}) is less than the minimum number required to guarantee that forward progress can be made ({})",
                 o.num_shared_buffers,
-                o.units_per_io()
-            )));
+                MIN_SHARED_BUFFERS.max(o.units_per_io())
+            ));
+        }
+        if o.in_capsule_data_size.checked_add(SQE_BYTES).is_none() {
+            return refuse(format!(
+                "in_capsule_data_size {} leaves no room for the command",
+                o.in_capsule_data_size
+            ));
         }
         Ok(o)
+    }
+
+    /// Bytes of one receive buffer: the SQE plus the in-capsule data (checked to fit a u32
+    /// by [`RdmaOpts::from_transport_opts`]).
+    pub fn recv_size(&self) -> u32 {
+        self.in_capsule_data_size.saturating_add(SQE_BYTES)
     }
 
     /// Buffer units the largest I/O takes.
@@ -216,18 +298,109 @@ mod tests {
     #[test]
     fn io_unit_too_small_for_max_io_is_refused() {
         let e = RdmaOpts::from_transport_opts(&opts(json!({"io_unit_size": 4096}))).unwrap_err();
-        assert!(e.to_string().contains("io_unit_size 4096 is too small"));
+        assert_eq!(
+            e.to_string(),
+            "invalid RDMA transport option: Unsupported IO Unit size specified, 4096 bytes"
+        );
+        // 2^31 / 131072 = 16384 units: the audit's "power of 2 but huge" case.
+        let e = RdmaOpts::from_transport_opts(&opts(
+            json!({"io_unit_size": 131072, "max_io_size": 2147483648u32}),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid RDMA transport option: Unsupported IO Unit size specified, 131072 bytes"
+        );
     }
 
     #[test]
     fn too_few_shared_buffers_is_refused() {
         let e = RdmaOpts::from_transport_opts(&opts(
-            json!({"io_unit_size": 8192, "num_shared_buffers": 15}),
+            json!({"io_unit_size": 8192, "num_shared_buffers": 31}),
         ))
         .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid RDMA transport option: The number of shared data buffers (31) is less than the minimum number required to guarantee that forward progress can be made (32)"
+        );
         assert!(
-            e.to_string()
-                .contains("num_shared_buffers 15 is fewer than one I/O needs (16)")
+            RdmaOpts::from_transport_opts(&opts(
+                json!({"io_unit_size": 8192, "num_shared_buffers": 32})
+            ))
+            .is_ok()
+        );
+    }
+
+    /// The audit's request: io_unit_size = max_io_size = u32::MAX (a 4 GiB buffer unit per
+    /// poll group, receive buffers of ICD x depth).
+    #[test]
+    fn unbounded_sizes_are_refused_with_spdk_messages() {
+        let mut o = TransportOpts::defaults_for("RDMA");
+        o.max_io_size = u32::MAX;
+        o.io_unit_size = u32::MAX;
+        o.in_capsule_data_size = u32::MAX;
+        assert_eq!(
+            check_size_limits(&mut o, 135_168).unwrap_err().to_string(),
+            "invalid RDMA transport option: max_io_size 4294967295 must be a power of 2 and be greater than or equal 8KB"
+        );
+        o.max_io_size = 4096;
+        assert_eq!(
+            check_size_limits(&mut o, 135_168).unwrap_err().to_string(),
+            "invalid RDMA transport option: max_io_size 4096 must be a power of 2 and be greater than or equal 8KB"
+        );
+        o.max_io_size = 1 << 31;
+        assert_eq!(
+            check_size_limits(&mut o, 135_168).unwrap_err().to_string(),
+            "invalid RDMA transport option: io_unit_size 4294967295 is larger than iobuf pool large buffer size 135168"
+        );
+        o.io_unit_size = 0;
+        assert_eq!(
+            check_size_limits(&mut o, 135_168).unwrap_err().to_string(),
+            "invalid RDMA transport option: io_unit_size cannot be 0"
+        );
+    }
+
+    #[test]
+    fn io_unit_and_icd_are_clamped_like_spdk() {
+        let mut o = TransportOpts::defaults_for("RDMA");
+        o.max_io_size = 65536;
+        o.io_unit_size = 131_072;
+        o.in_capsule_data_size = 1 << 20;
+        check_size_limits(&mut o, 135_168).unwrap();
+        assert_eq!((o.io_unit_size, o.in_capsule_data_size), (65536, 65536));
+        o.in_capsule_data_size = 16;
+        check_size_limits(&mut o, 135_168).unwrap();
+        assert_eq!(o.in_capsule_data_size, 256);
+        let r = RdmaOpts::from_transport_opts(&o).unwrap();
+        assert_eq!(r.recv_size(), 256 + 64);
+    }
+
+    #[test]
+    fn spdk_rdma_defaults_pass_unchanged() {
+        let d = TransportOpts::defaults_for("RDMA");
+        let mut o = d.clone();
+        check_size_limits(&mut o, 135_168).unwrap();
+        assert_eq!(o, d);
+        let r = RdmaOpts::from_transport_opts(&o).unwrap();
+        assert_eq!(
+            (
+                r.max_io_size,
+                r.io_unit_size,
+                r.in_capsule_data_size,
+                r.num_shared_buffers
+            ),
+            (131_072, 8192, 4096, 4095)
+        );
+    }
+
+    #[test]
+    fn receive_buffer_size_must_fit_a_work_request_length() {
+        let mut o = opts(json!({"io_unit_size": 8192}));
+        o.in_capsule_data_size = u32::MAX - 63;
+        let e = RdmaOpts::from_transport_opts(&o).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid RDMA transport option: in_capsule_data_size 4294967232 leaves no room for the command"
         );
     }
 }

@@ -30,6 +30,18 @@ pub enum RdmaError {
         /// The OS error it reported.
         source: std::io::Error,
     },
+    /// Buffer memory cannot be allocated: more than the system has available
+    /// ([`env::dma::check_available`]) or than the allocator gives. Nothing was allocated
+    /// (SPDK fails such allocations with ENOMEM).
+    #[error("{what}: {source}")]
+    NoMemory {
+        /// What the memory was for.
+        what: &'static str,
+        /// Bytes asked for.
+        len: u64,
+        /// The refusal ([`env::EnvError::NoMemory`]).
+        source: env::EnvError,
+    },
     /// No RDMA device can serve the address.
     #[error("no RDMA device: {0}")]
     NoDevice(String),
@@ -41,6 +53,7 @@ impl From<RdmaError> for nvmf::NvmfError {
             RdmaError::InvalidOption(m) => nvmf::NvmfError::InvalidParam(m),
             RdmaError::Verbs { source, .. } => nvmf::NvmfError::Io(source),
             RdmaError::NoDevice(m) => nvmf::NvmfError::NotFound(m),
+            RdmaError::NoMemory { source, .. } => nvmf::NvmfError::Env(source),
             other => nvmf::NvmfError::InvalidParam(other.to_string()),
         }
     }

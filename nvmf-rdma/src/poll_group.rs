@@ -4,7 +4,7 @@
 
 use crate::cm;
 use crate::config::{MAX_SGE, RdmaOpts};
-use crate::proto::{Action, QueueConfig, RdmaQueue, SQE_LEN, Sge, UnitPool};
+use crate::proto::{Action, QueueConfig, RdmaQueue, Sge, UnitPool};
 use crate::transport::RdmaConn;
 use crate::verbs::{
     CmEventKind, CmId, Cq, DeviceAttr, EventChannel, OwnedMr, Pd, PoolMr, SendKind, SendOp, Srq, Wc,
@@ -50,16 +50,17 @@ struct SharedRecv {
     // Field order: the SRQ goes before the buffers it receives into.
     srq: Srq,
     bufs: OwnedMr,
-    recv_size: usize,
+    /// Bytes of one receive buffer (SQE plus in-capsule data).
+    recv_size: u32,
 }
 
 impl SharedRecv {
     fn post(&self, idx: u16) -> Result<(), crate::RdmaError> {
-        let off = usize::from(idx) * self.recv_size;
+        let off = usize::from(idx) * self.recv_size as usize;
         self.srq.post_recv(
             wr_id(SRQ_KEY, WR_RECV, idx),
             self.bufs.addr(off),
-            self.recv_size as u32,
+            self.recv_size,
             self.bufs.lkey(),
         )
     }
@@ -86,7 +87,8 @@ struct Conn {
     dev: usize,
     queue: RdmaQueue,
     qpair: Qpair,
-    recv_size: usize,
+    /// Bytes of one receive buffer (SQE plus in-capsule data).
+    recv_size: u32,
     recvs_posted: u32,
     cq_share: u32,
     /// The device can SEND with invalidate; otherwise the host invalidates its own keys.
@@ -119,13 +121,17 @@ impl std::fmt::Debug for RdmaPollGroup {
 impl RdmaPollGroup {
     /// An empty poll group; its buffer pool (`num_shared_buffers` units of `io_unit_size`,
     /// at most 64 MiB, at least one full I/O) is registered with each device on first use.
-    pub fn new(opts: RdmaOpts) -> RdmaPollGroup {
+    /// Fails with [`NvmfError::Env`] (ENOMEM, logged) when the pool cannot be allocated.
+    pub fn new(opts: RdmaOpts) -> Result<RdmaPollGroup, NvmfError> {
         let unit = u64::from(opts.io_unit_size.max(1));
         let units = u64::from(opts.num_shared_buffers)
             .min(MAX_POOL_BYTES / unit)
             .max(u64::from(opts.units_per_io()));
-        let pool = UnitPool::new(opts.io_unit_size, u32::try_from(units).unwrap_or(u32::MAX));
-        RdmaPollGroup {
+        let units = u32::try_from(units).map_err(|_| {
+            NvmfError::InvalidParam(format!("{units} buffer units do not fit a u32"))
+        })?;
+        let pool = UnitPool::new(opts.io_unit_size, units)?;
+        Ok(RdmaPollGroup {
             conns: BTreeMap::new(),
             by_qpn: BTreeMap::new(),
             devices: Vec::new(),
@@ -133,7 +139,7 @@ impl RdmaPollGroup {
             opts,
             next_key: 1,
             wcs: Vec::with_capacity(WC_BATCH),
-        }
+        })
     }
 
     fn device_for(&mut self, id: &CmId, attr: &DeviceAttr) -> Result<usize, NvmfError> {
@@ -153,10 +159,14 @@ impl RdmaPollGroup {
                 .max_srq_depth
                 .min(attr.max_srq_wr)
                 .min(u32::from(u16::MAX));
-            let recv_size = SQE_LEN + self.opts.in_capsule_data_size as usize;
+            let recv_size = self.opts.recv_size();
             let sr = SharedRecv {
                 srq: Srq::new(&pd, depth)?,
-                bufs: OwnedMr::new(&pd, recv_size * depth as usize)?,
+                bufs: OwnedMr::new(
+                    &pd,
+                    u64::from(recv_size) * u64::from(depth),
+                    "NVMe/RDMA shared receive buffers",
+                )?,
                 recv_size,
             };
             for i in 0..depth as u16 {
@@ -206,7 +216,7 @@ impl RdmaPollGroup {
             )));
         }
         let chan = EventChannel::new()?;
-        let recv_size = SQE_LEN + self.opts.in_capsule_data_size as usize;
+        let recv_size = self.opts.recv_size();
         let built = (|| {
             id.migrate(&chan)?;
             id.create_qp(
@@ -219,9 +229,17 @@ impl RdmaPollGroup {
             )?;
             let recv = match d.srq {
                 Some(_) => None,
-                None => Some(OwnedMr::new(&d.pd, recv_size * usize::from(depth))?),
+                None => Some(OwnedMr::new(
+                    &d.pd,
+                    u64::from(recv_size) * u64::from(depth),
+                    "NVMe/RDMA receive buffers",
+                )?),
             };
-            let rsp = OwnedMr::new(&d.pd, RSP_LEN * usize::from(depth))?;
+            let rsp = OwnedMr::new(
+                &d.pd,
+                RSP_LEN as u64 * u64::from(depth),
+                "NVMe/RDMA response buffers",
+            )?;
             Ok::<_, crate::RdmaError>((recv, rsp))
         })();
         let (recv, rsp) = match built {
@@ -309,8 +327,8 @@ impl RdmaPollGroup {
                 }
                 c.close(&mut pool);
             } else if c.closing.is_none() {
-                let off = usize::from(idx) * sr.recv_size;
-                let len = (wc.byte_len as usize).min(sr.recv_size);
+                let off = usize::from(idx) * sr.recv_size as usize;
+                let len = (wc.byte_len as usize).min(sr.recv_size as usize);
                 let res = match sr.bufs.bytes().get(off..off + len) {
                     Some(capsule) => c.queue.on_recv(&mut pool, capsule),
                     None => Err(crate::RdmaError::Protocol(
@@ -355,8 +373,8 @@ impl RdmaPollGroup {
                     c.close(&mut pool);
                     return;
                 }
-                let off = usize::from(idx) * c.recv_size;
-                let len = (wc.byte_len as usize).min(c.recv_size);
+                let off = usize::from(idx) * c.recv_size as usize;
+                let len = (wc.byte_len as usize).min(c.recv_size as usize);
                 let bytes = c.recv.as_ref().map(|r| r.bytes()).unwrap_or_default();
                 let res = match bytes.get(off..off + len) {
                     Some(capsule) => c.queue.on_recv(&mut pool, capsule),
@@ -401,11 +419,11 @@ impl Conn {
         let Some(recv) = self.recv.as_ref() else {
             return Ok(());
         };
-        let off = usize::from(idx) * self.recv_size;
+        let off = usize::from(idx) * self.recv_size as usize;
         self.id.post_recv(
             wr_id(key, WR_RECV, idx),
             recv.addr(off),
-            self.recv_size as u32,
+            self.recv_size,
             recv.lkey(),
         )?;
         self.recvs_posted += 1;
@@ -637,12 +655,13 @@ mod tests {
             acceptor_backlog: 100,
             no_wr_batching: false,
         };
-        let pg = RdmaPollGroup::new(o.clone());
+        let pg = RdmaPollGroup::new(o.clone()).unwrap();
         assert_eq!(pg.pool.borrow().free_units(), (64 << 20) / 8192);
         let pg = RdmaPollGroup::new(RdmaOpts {
             num_shared_buffers: 16,
             ..o
-        });
+        })
+        .unwrap();
         assert_eq!(pg.pool.borrow().free_units(), 16);
     }
 }

@@ -36,9 +36,11 @@ pub struct RdmaTransport {
 }
 
 impl RdmaTransport {
-    /// Builds the transport from validated common options, checking the RDMA-specific ones.
-    /// No RDMA resource is opened until the first listen.
-    pub fn new(opts: TransportOpts) -> Result<RdmaTransport, NvmfError> {
+    /// Builds the transport from validated common options, checking the size limits
+    /// ([`crate::config::check_size_limits`], against the env iobuf pool's `large_bufsize`)
+    /// and the RDMA-specific options. No RDMA resource is opened until the first listen.
+    pub fn new(mut opts: TransportOpts) -> Result<RdmaTransport, NvmfError> {
+        crate::config::check_size_limits(&mut opts, env::iobuf::iobuf_get_options().large_bufsize)?;
         let ropts = RdmaOpts::from_transport_opts(&opts)?;
         Ok(RdmaTransport {
             opts,
@@ -180,7 +182,7 @@ impl Transport for RdmaTransport {
     }
     fn poll_group_builder(&self) -> PollGroupBuilder<RdmaPollGroup> {
         let ropts = self.ropts.clone();
-        Box::new(move || Ok(RdmaPollGroup::new(ropts)))
+        Box::new(move || RdmaPollGroup::new(ropts))
     }
     fn dump_opts_json(&self, out: &mut Map<String, Value>) {
         self.ropts.dump_json(out);
@@ -235,6 +237,36 @@ mod tests {
         assert_eq!(e.errno(), -22);
         // Another SPDK transport's option (spdk-rpc sends TCP's flags too) is ignored, as SPDK does.
         assert!(transport(json!({"sock_priority": 1, "c2h_success": true})).is_ok());
+    }
+
+    /// The audit's request (io_unit_size = max_io_size = u32::MAX) fails before any
+    /// poll group or buffer exists, with SPDK's message; clamped values are what the
+    /// transport reports.
+    #[test]
+    fn unbounded_sizes_are_refused_at_creation() {
+        let mut o = TransportOpts::defaults_for("RDMA");
+        o.max_io_size = u32::MAX;
+        o.io_unit_size = u32::MAX;
+        o.in_capsule_data_size = u32::MAX;
+        let e = RdmaTransport::new(o).unwrap_err();
+        assert_eq!(e.errno(), -22);
+        assert_eq!(
+            e.to_string(),
+            "invalid parameter: max_io_size 4294967295 must be a power of 2 and be greater than or equal 8KB"
+        );
+        let mut o = TransportOpts::defaults_for("RDMA");
+        o.max_io_size = 1 << 30;
+        o.io_unit_size = 1 << 30;
+        let e = RdmaTransport::new(o).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid parameter: io_unit_size 1073741824 is larger than iobuf pool large buffer size 135168"
+        );
+        let mut o = TransportOpts::defaults_for("RDMA");
+        o.in_capsule_data_size = 1 << 20;
+        let t = RdmaTransport::new(o).unwrap();
+        assert_eq!(t.opts().in_capsule_data_size, 131_072);
+        assert_eq!(t.ropts.recv_size(), 131_072 + 64);
     }
 
     #[test]

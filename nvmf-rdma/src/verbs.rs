@@ -649,9 +649,11 @@ pub struct OwnedMr {
 }
 
 impl OwnedMr {
-    /// `len` zeroed bytes registered on `pd`.
-    pub fn new(pd: &Pd, len: usize) -> Result<OwnedMr, RdmaError> {
-        let mut mem = vec![0u8; len.max(1)].into_boxed_slice();
+    /// `len` zeroed bytes for `what`, registered on `pd`. Fails with
+    /// [`RdmaError::NoMemory`] (nothing allocated) when the system does not have them
+    /// ([`crate::proto::zeroed_buffer`]).
+    pub fn new(pd: &Pd, len: u64, what: &'static str) -> Result<OwnedMr, RdmaError> {
+        let mut mem = crate::proto::zeroed_buffer(len.max(1), what)?.into_boxed_slice();
         // SAFETY: the boxed slice never moves and is dropped after `mr` (field order).
         let mr = unsafe { Mr::new(pd, &mut mem)? };
         Ok(OwnedMr { mr, mem })

@@ -35,6 +35,36 @@ pub struct UnitPool {
     free: Vec<u32>,
 }
 
+fn no_memory(what: &'static str, len: u64) -> RdmaError {
+    let available = env::dma::mem_available().unwrap_or(0);
+    tracing::error!(len, available, "{what}: cannot allocate {len} bytes");
+    RdmaError::NoMemory {
+        what,
+        len,
+        source: env::EnvError::NoMemory {
+            requested: len,
+            available,
+        },
+    }
+}
+
+/// `len` zeroed bytes for `what` (receive buffers, the data buffer pool), checked first
+/// against the memory the system has available ([`env::dma::check_available`]) and then
+/// reserved fallibly: a size from unbounded options is an [`RdmaError::NoMemory`] (logged),
+/// never an abort, and nothing is allocated for it.
+pub fn zeroed_buffer(len: u64, what: &'static str) -> Result<Vec<u8>, RdmaError> {
+    if let Err(source) = env::dma::check_available(len, what) {
+        return Err(RdmaError::NoMemory { what, len, source });
+    }
+    let n = usize::try_from(len).map_err(|_| no_memory(what, len))?;
+    let mut mem = Vec::new();
+    if mem.try_reserve_exact(n).is_err() {
+        return Err(no_memory(what, len));
+    }
+    mem.resize(n, 0);
+    Ok(mem)
+}
+
 /// A local scatter-gather entry: a window of the [`UnitPool`] memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sge {
@@ -46,13 +76,22 @@ pub struct Sge {
 
 impl UnitPool {
     /// `units` units of `unit_size` bytes (zeroed). The memory never moves afterwards.
-    pub fn new(unit_size: u32, units: u32) -> UnitPool {
-        let unit = unit_size as usize;
-        UnitPool {
-            unit,
-            mem: vec![0; unit * units as usize],
-            free: (0..units).rev().collect(),
+    /// Fails with [`RdmaError::NoMemory`] (logged, nothing allocated) when the system does not
+    /// have that much memory available.
+    pub fn new(unit_size: u32, units: u32) -> Result<UnitPool, RdmaError> {
+        let what = "RDMA poll group buffer pool";
+        let len = u64::from(unit_size) * u64::from(units);
+        let mem = zeroed_buffer(len, what)?;
+        let mut free = Vec::new();
+        if free.try_reserve_exact(units as usize).is_err() {
+            return Err(no_memory(what, u64::from(units) * 4));
         }
+        free.extend((0..units).rev());
+        Ok(UnitPool {
+            unit: unit_size as usize,
+            mem,
+            free,
+        })
     }
 
     /// Units currently free.

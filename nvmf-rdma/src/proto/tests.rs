@@ -48,7 +48,7 @@ fn sent_status(a: &Action) -> (u16, Status) {
 
 #[test]
 fn write_with_in_capsule_data_is_submitted_with_that_data() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     let data: Vec<u8> = (0..512u32).map(|i| i as u8).collect();
     let c = capsule(
@@ -74,7 +74,7 @@ fn write_with_in_capsule_data_is_submitted_with_that_data() {
 
 #[test]
 fn in_capsule_offset_beyond_icd_is_invalid_sgl_offset() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     let c = capsule(
         WRITE,
@@ -95,7 +95,7 @@ fn in_capsule_offset_beyond_icd_is_invalid_sgl_offset() {
 
 #[test]
 fn in_capsule_length_beyond_received_bytes_is_sgl_length_invalid() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     let c = capsule(
         WRITE,
@@ -132,7 +132,7 @@ fn in_capsule_length_beyond_received_bytes_is_sgl_length_invalid() {
 
 #[test]
 fn keyed_write_reads_host_data_then_submits_it() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     let c = capsule(WRITE, 9, keyed(0x1000_0000, 12_288, 0xabcd), &[]);
     q.on_recv(&mut pool, &c).unwrap();
@@ -190,7 +190,7 @@ fn keyed_write_reads_host_data_then_submits_it() {
 
 #[test]
 fn keyed_read_writes_data_then_sends_response() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     q.on_recv(
         &mut pool,
@@ -254,7 +254,7 @@ fn keyed_read_writes_data_then_sends_response() {
 
 #[test]
 fn failed_read_sends_status_without_data() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     q.on_recv(&mut pool, &capsule(READ, 5, keyed(0x2000, 4096, 1), &[]))
         .unwrap();
@@ -275,7 +275,7 @@ fn failed_read_sends_status_without_data() {
 
 #[test]
 fn keyed_sgl_longer_than_max_io_size_is_sgl_length_invalid() {
-    let mut pool = UnitPool::new(8192, 32);
+    let mut pool = UnitPool::new(8192, 32).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     q.on_recv(&mut pool, &capsule(WRITE, 6, keyed(0, 131_073, 1), &[]))
         .unwrap();
@@ -291,7 +291,7 @@ fn keyed_sgl_longer_than_max_io_size_is_sgl_length_invalid() {
 
 #[test]
 fn bidirectional_opcode_is_invalid_opcode() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     q.on_recv(&mut pool, &capsule(0x83, 8, keyed(0, 512, 1), &[]))
         .unwrap();
@@ -305,7 +305,7 @@ fn bidirectional_opcode_is_invalid_opcode() {
 #[test]
 fn unknown_opcode_without_data_reaches_the_target_core() {
     // The target core answers unknown opcodes with Invalid Opcode; the transport passes them.
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     q.on_recv(&mut pool, &capsule(0xc0, 8, keyed(0, 0, 0), &[]))
         .unwrap();
@@ -318,7 +318,7 @@ fn unknown_opcode_without_data_reaches_the_target_core() {
 
 #[test]
 fn unsupported_sgl_types_are_descriptor_type_invalid() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     let seg = Sgl::LastSegment {
         address: 0,
@@ -353,7 +353,7 @@ fn unsupported_sgl_types_are_descriptor_type_invalid() {
 
 #[test]
 fn more_commands_than_negotiated_depth_is_a_protocol_error() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(2));
     q.on_recv(&mut pool, &capsule(FLUSH, 1, keyed(0, 0, 0), &[]))
         .unwrap();
@@ -370,7 +370,7 @@ fn more_commands_than_negotiated_depth_is_a_protocol_error() {
 
 #[test]
 fn short_capsule_is_a_protocol_error() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(2));
     let e = q.on_recv(&mut pool, &[0; 63]).unwrap_err();
     assert_eq!(
@@ -382,7 +382,7 @@ fn short_capsule_is_a_protocol_error() {
 
 #[test]
 fn duplicate_cid_is_cid_conflict_and_first_command_still_completes() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     q.on_recv(&mut pool, &capsule(FLUSH, 5, keyed(0, 0, 0), &[]))
         .unwrap();
@@ -406,7 +406,7 @@ fn duplicate_cid_is_cid_conflict_and_first_command_still_completes() {
 
 #[test]
 fn reads_beyond_read_depth_wait_for_a_completion() {
-    let mut pool = UnitPool::new(8192, 64);
+    let mut pool = UnitPool::new(8192, 64).unwrap();
     let mut q = RdmaQueue::new(QueueConfig {
         read_depth: 2,
         ..cfg(8)
@@ -430,7 +430,7 @@ fn reads_beyond_read_depth_wait_for_a_completion() {
 
 #[test]
 fn requests_wait_for_buffer_units_and_resume_when_freed() {
-    let mut pool = UnitPool::new(8192, 2);
+    let mut pool = UnitPool::new(8192, 2).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     q.on_recv(&mut pool, &capsule(READ, 1, keyed(0, 16_384, 1), &[]))
         .unwrap();
@@ -461,7 +461,7 @@ fn requests_wait_for_buffer_units_and_resume_when_freed() {
 
 #[test]
 fn responses_wait_for_send_queue_room() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(QueueConfig {
         max_send_depth: 2,
         ..cfg(4)
@@ -489,7 +489,7 @@ fn responses_wait_for_send_queue_room() {
 
 #[test]
 fn invalidate_key_subtype_sends_with_invalidate() {
-    let mut pool = UnitPool::new(8192, 16);
+    let mut pool = UnitPool::new(8192, 16).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     let sgl = Sgl::KeyedDataBlock {
         address: 0x10,
@@ -515,7 +515,7 @@ fn invalidate_key_subtype_sends_with_invalidate() {
 
 #[test]
 fn disconnect_with_io_in_flight_releases_everything_after_flush() {
-    let mut pool = UnitPool::new(8192, 4);
+    let mut pool = UnitPool::new(8192, 4).unwrap();
     let mut q = RdmaQueue::new(QueueConfig {
         read_depth: 1,
         ..cfg(8)
@@ -555,7 +555,7 @@ fn disconnect_with_io_in_flight_releases_everything_after_flush() {
 
 #[test]
 fn disconnect_before_actions_are_executed_takes_their_credit_back() {
-    let mut pool = UnitPool::new(8192, 4);
+    let mut pool = UnitPool::new(8192, 4).unwrap();
     let mut q = RdmaQueue::new(cfg(4));
     q.on_recv(&mut pool, &capsule(WRITE, 2, keyed(0, 8192, 1), &[]))
         .unwrap();
@@ -567,7 +567,7 @@ fn disconnect_before_actions_are_executed_takes_their_credit_back() {
 
 #[test]
 fn completions_for_unknown_or_idle_slots_are_ignored() {
-    let mut pool = UnitPool::new(8192, 4);
+    let mut pool = UnitPool::new(8192, 4).unwrap();
     let mut q = RdmaQueue::new(cfg(2));
     q.on_send_done(&mut pool, 1, true);
     q.on_read_done(&mut pool, 99, true);
@@ -579,7 +579,7 @@ fn completions_for_unknown_or_idle_slots_are_ignored() {
 #[test]
 fn bounded_random_capsules_never_panic_or_leak() {
     // Deterministic LCG; 2000 capsules of random bytes through a depth-8 queue, each answered.
-    let mut pool = UnitPool::new(8192, 32);
+    let mut pool = UnitPool::new(8192, 32).unwrap();
     let mut q = RdmaQueue::new(cfg(8));
     let mut x: u64 = 0x1234_5678;
     let mut next = || {
@@ -615,7 +615,7 @@ fn bounded_random_capsules_never_panic_or_leak() {
 
 #[test]
 fn fabrics_connect_data_is_read_and_property_get_moves_no_data() {
-    let mut pool = UnitPool::new(8192, 4);
+    let mut pool = UnitPool::new(8192, 4).unwrap();
     let mut q = RdmaQueue::new(cfg(32));
     let mut connect = capsule(0x7f, 1, keyed(0xffff_8880_0000_1000, 1024, 0x3a0), &[]);
     connect[4] = 0x01; // FCTYPE Connect
@@ -665,4 +665,32 @@ fn fabrics_connect_data_is_read_and_property_get_moves_no_data() {
         (req.sqe.cid(), req.length, req.data.is_none()),
         (2, 0, true)
     );
+}
+
+/// A pool or receive-buffer size from unbounded options (the audit: 4 GiB units, ICD x depth
+/// up to 2^48) is refused with ENOMEM before anything is allocated, instead of aborting.
+#[test]
+fn buffers_larger_than_available_memory_are_refused_without_allocating() {
+    let e = UnitPool::new(u32::MAX, u32::MAX).unwrap_err();
+    let RdmaError::NoMemory { what, len, source } = &e else {
+        panic!("expected NoMemory, got {e:?}")
+    };
+    assert_eq!(*what, "RDMA poll group buffer pool");
+    assert_eq!(*len, u64::from(u32::MAX) * u64::from(u32::MAX));
+    assert!(
+        matches!(source, env::EnvError::NoMemory { requested, .. } if *requested == *len),
+        "{source:?}"
+    );
+    assert_eq!(nvmf::NvmfError::from(e).errno(), -12);
+
+    let e = zeroed_buffer(1 << 48, "NVMe/RDMA shared receive buffers").unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("NVMe/RDMA shared receive buffers: cannot allocate 281474976710656 bytes"),
+        "{e}"
+    );
+    // A small one is zeroed memory of exactly that size.
+    let v = zeroed_buffer(4160, "NVMe/RDMA receive buffers").unwrap();
+    assert_eq!(v.len(), 4160);
+    assert!(v.iter().all(|b| *b == 0));
 }
