@@ -103,15 +103,96 @@ fn submit(
     });
 }
 
-/// A buffer for `len` bytes of read data: an env iobuf buffer when one is available (the
-/// transport sends it without copying), else heap memory.
-pub(crate) fn alloc_data(len: usize) -> DataBuf {
-    if let Some(b) = env::iobuf_get(len)
-        && let Ok(v) = bdev::IoVec::new(b, 0, len)
-    {
-        return DataBuf::single(v);
+/// What runs once a read's buffers are all there.
+type ReadBufsDone = Box<dyn FnOnce(DataBuf)>;
+
+/// A read gathering its data buffers from the iobuf pools.
+struct Gather {
+    acc: DataBuf,
+    left: usize,
+    chunk: usize,
+    ab: Option<Abortable>,
+    then: ReadBufsDone,
+    /// Set while the read waits: an Abort of its command sets it (the qpair's
+    /// `wait_for_resources` list).
+    flag: Option<Rc<Cell<bool>>>,
+}
+
+/// Gets iobuf buffers for `len` bytes of read data, in segments of at most the large buffer
+/// size, then runs `then` with them (the transport sends them without copying). When the
+/// pools are empty the read waits (SPDK `spdk_nvmf_request_get_buffers` with iobuf queuing):
+/// it is queued on this Thread and served oldest first as buffers return, so the pool sizes
+/// bound the memory reads use. While it waits an Abort of `ab`'s command cancels it (the
+/// buffers and `then` are dropped); so does the queue pair going away. Only when the pools
+/// cannot be used at all (initialisation failed, no current Thread) is heap memory used.
+fn read_bufs(len: usize, ab: Option<Abortable>, then: ReadBufsDone) {
+    // Before the pools exist this is the configured size, at most the rounded one.
+    let chunk = (env::iobuf_get_options().large_bufsize as usize).max(1);
+    gather(Gather {
+        acc: DataBuf::new(),
+        left: len,
+        chunk,
+        ab,
+        then,
+        flag: None,
+    });
+}
+
+fn gather(mut g: Gather) {
+    while g.left > 0 {
+        let n = g.left.min(g.chunk);
+        let slot: Rc<std::cell::RefCell<Option<Gather>>> = Rc::default();
+        let slot2 = slot.clone();
+        let got = env::iobuf_get_or_wait(n, move |buf| {
+            let Some(mut g) = slot2.borrow_mut().take() else {
+                return;
+            };
+            let q = g.ab.as_ref().map(|a| (a.cid, a.q.upgrade()));
+            if let Some((cid, q)) = q {
+                let Some(q) = q else {
+                    tracing::debug!(cid, "queue pair gone while its read waited for buffers");
+                    return;
+                };
+                if let Some(f) = g.flag.take() {
+                    q.resources_ready(&f);
+                    if f.get() {
+                        tracing::debug!(cid, "aborted while waiting for read buffers");
+                        return;
+                    }
+                }
+            }
+            push_buf(&mut g, buf, n);
+            gather(g);
+        });
+        match got {
+            Ok(Some(buf)) => push_buf(&mut g, buf, n),
+            Ok(None) => {
+                tracing::debug!(len = n, "iobuf pool empty: read waits for a buffer");
+                g.flag =
+                    g.ab.as_ref()
+                        .and_then(|a| a.q.upgrade().map(|q| q.wait_for_resources(a.cid)));
+                *slot.borrow_mut() = Some(g);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, len = g.left, "iobuf pools unusable; read buffer from the heap");
+                g.acc.push(bdev::IoVec::from_vec(vec![0; g.left]));
+                g.left = 0;
+            }
+        }
     }
-    DataBuf::from_vec(vec![0; len])
+    (g.then)(g.acc)
+}
+
+fn push_buf(g: &mut Gather, buf: env::IoBuf, n: usize) {
+    match bdev::IoVec::new(buf, 0, n) {
+        Ok(v) => g.acc.push(v),
+        Err(e) => {
+            tracing::error!(error = %e, len = n, "iobuf buffer shorter than asked; heap segment used");
+            g.acc.push(bdev::IoVec::from_vec(vec![0; n]));
+        }
+    }
+    g.left -= n;
 }
 
 /// Counts an I/O command in flight on its queue pair's namespace until dropped (completed
@@ -431,11 +512,22 @@ fn rw(
     }
     let opc = req.sqe.nvm_opcode();
     let io = match opc {
-        NvmOpcode::READ => IoRequest::Read {
-            offset_blocks: slba,
-            num_blocks: nlb,
-            bufs: alloc_data(bytes as usize),
-        },
+        NvmOpcode::READ => {
+            let ab2 = ab.clone();
+            read_bufs(
+                bytes as usize,
+                ab,
+                Box::new(move |bufs| {
+                    let io = IoRequest::Read {
+                        offset_blocks: slba,
+                        num_blocks: nlb,
+                        bufs,
+                    };
+                    submit(ch, ab2, io, rw_done(done));
+                }),
+            );
+            return None;
+        }
         _ => {
             let Some(data) = req.data else {
                 return Some(st(GenericStatus::DATA_SGL_LENGTH_INVALID));
@@ -463,7 +555,13 @@ fn rw(
             }
         }
     };
-    submit(ch, ab, io, move |c| {
+    submit(ch, ab, io, rw_done(done));
+    None
+}
+
+/// The completion of a read, write or compare: its status, and a successful read's data.
+fn rw_done(done: impl FnOnce(Reply) + 'static) -> impl FnOnce(IoCompletion) + 'static {
+    move |c| {
         let status = nvme_status(c.status);
         let is_read = matches!(c.request, IoRequest::Read { .. });
         let mut r = Reply::status(status);
@@ -474,8 +572,7 @@ fn rw(
             r = r.data(bufs);
         }
         done(r)
-    });
-    None
+    }
 }
 
 fn compare_and_write(

@@ -492,7 +492,7 @@ impl PgInner {
             tracing::info!(
                 sqid = t.sqid,
                 cid = t.cid,
-                "I/O waiting for bdev resources aborted"
+                "I/O waiting for bdev resources or data buffers aborted"
             );
             q.complete_async(t.cid, aborted);
             return true;
