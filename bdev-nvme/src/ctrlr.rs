@@ -508,6 +508,10 @@ fn check_timeout_us(what: &str, us: u64) -> Result<(), BdevNvmeError> {
     Ok(())
 }
 
+/// Most attaches in progress at once: each holds an OS thread and a connection until its
+/// connect finishes or times out, so a client cannot pile up threads with distinct names.
+pub const MAX_ATTACHES_IN_PROGRESS: usize = 64;
+
 /// Names of attaches in progress (checked, not yet in `CTRLRS`).
 static PENDING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
@@ -605,9 +609,13 @@ fn prepare(
     }
     let pending = {
         let mut p = lock(&PENDING);
-        if !p.insert(params.name.clone()) {
+        if p.contains(&params.name) {
             return Err(BdevNvmeError::AttachInProgress(params.name.clone()));
         }
+        if p.len() >= MAX_ATTACHES_IN_PROGRESS {
+            return Err(BdevNvmeError::TooManyAttaches(MAX_ATTACHES_IN_PROGRESS));
+        }
+        p.insert(params.name.clone());
         PendingName(params.name.clone())
     };
     let prep = Prepared {

@@ -17,6 +17,9 @@ pub enum BdevNvmeError {
     /// name must wait for its answer (EBUSY).
     #[error("controller {0} is still being attached")]
     AttachInProgress(String),
+    /// As many attaches as allowed are still connecting (EAGAIN).
+    #[error("too many controller attaches in progress (at most {0}); try again later")]
+    TooManyAttaches(usize),
     /// Not allowed in the current state (EPERM).
     #[error("{0}")]
     NotPermitted(String),
@@ -35,6 +38,7 @@ const ENODEV: i32 = 19;
 const EPERM: i32 = 1;
 const EIO: i32 = 5;
 const EBUSY: i32 = 16;
+const EAGAIN: i32 = 11;
 
 impl BdevNvmeError {
     /// SPDK's errno (positive).
@@ -45,6 +49,7 @@ impl BdevNvmeError {
             BdevNvmeError::NotFound(_) => ENODEV,
             BdevNvmeError::NotPermitted(_) => EPERM,
             BdevNvmeError::AttachInProgress(_) => EBUSY,
+            BdevNvmeError::TooManyAttaches(_) => EAGAIN,
             BdevNvmeError::Host(nvme::host::HostError::Io { .. }) => ENODEV,
             BdevNvmeError::Host(nvme::host::HostError::InvalidTrid(_)) => EINVAL,
             BdevNvmeError::Host(_) => EIO,

@@ -26,9 +26,9 @@ use std::sync::Arc;
 
 pub use bdev_impl::NvmeBdev;
 pub use ctrlr::{
-    AttachParams, MAX_TCP_CONNECT_TIMEOUT_MS, MAX_TIMEOUT_US, NvmeCtrlr, NvmeOpts, attach,
-    attach_async, attach_with_transport, attach_with_transport_async, controller, controllers,
-    detach, options, set_options,
+    AttachParams, MAX_ATTACHES_IN_PROGRESS, MAX_TCP_CONNECT_TIMEOUT_MS, MAX_TIMEOUT_US, NvmeCtrlr,
+    NvmeOpts, attach, attach_async, attach_with_transport, attach_with_transport_async, controller,
+    controllers, detach, options, set_options,
 };
 pub use error::BdevNvmeError;
 

@@ -9,77 +9,18 @@ mod common;
 use std::cell::RefCell;
 use std::net::TcpListener;
 use std::rc::Rc;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Disk, RamTransport, params};
+use common::{Disk, RamTransport, err, params, rpc_setup, silent_peer, start, wait};
 use env::testing::TestThreads;
-use rpc::{RpcError, RpcRegistry, RpcState};
-use serde_json::{Value, json};
+use serde_json::json;
 
-type Answer = Rc<RefCell<Option<Result<Value, RpcError>>>>;
 type AttachOut = Rc<RefCell<Option<Result<Vec<String>, bdev_nvme::BdevNvmeError>>>>;
-
-fn setup() -> (TestThreads, Rc<RpcRegistry>) {
-    let tt = TestThreads::new(1);
-    tt.set_current(0);
-    let reg = RpcRegistry::new();
-    bdev::rpc::register_rpcs(&reg);
-    bdev_nvme::register(&reg);
-    reg.set_state(RpcState::Runtime);
-    (tt, reg)
-}
-
-/// Starts `method`; returns the answer slot without polling the Thread.
-fn start(reg: &RpcRegistry, method: &str, p: Value) -> Answer {
-    let s: Answer = Rc::default();
-    let s2 = Rc::clone(&s);
-    reg.call_local(method, Some(p), move |r| *s2.borrow_mut() = Some(r));
-    s
-}
-
-/// Polls the Thread until `s` is answered or `limit` passes.
-fn wait(tt: &TestThreads, s: &Answer, limit: Duration) -> Result<Value, RpcError> {
-    let deadline = Instant::now() + limit;
-    while s.borrow().is_none() && Instant::now() < deadline {
-        tt.advance_time(Duration::from_millis(1));
-        tt.poll_threads();
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    s.borrow_mut().take().expect("answered in time")
-}
-
-fn err(r: Result<Value, RpcError>) -> (i32, String) {
-    let e = r.unwrap_err();
-    (e.code, e.message)
-}
-
-/// A listener that accepts connections and holds them, never sending a byte, until `stop`
-/// is sent (or 30 s pass).
-fn silent_peer() -> (u16, mpsc::Sender<()>, std::thread::JoinHandle<usize>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    l.set_nonblocking(true).unwrap();
-    let (tx, rx) = mpsc::channel::<()>();
-    let h = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok((s, _)) = l.accept() {
-                held.push(s);
-            }
-            if rx.recv_timeout(Duration::from_millis(5)).is_ok() {
-                break;
-            }
-        }
-        held.len()
-    });
-    (port, tx, h)
-}
 
 #[test]
 fn attach_to_silent_peer_does_not_block_other_rpcs_and_fails_after_its_timeout() {
-    let (tt, reg) = setup();
+    let (tt, reg) = rpc_setup();
     let (port, stop, peer) = silent_peer();
     let attach = json!({"name": "Silent0", "trtype": "TCP", "adrfam": "IPv4",
                         "traddr": "127.0.0.1", "trsvcid": port.to_string(),
@@ -154,7 +95,7 @@ fn attach_to_silent_peer_does_not_block_other_rpcs_and_fails_after_its_timeout()
 
 #[test]
 fn huge_user_timeouts_are_refused_before_connecting() {
-    let (tt, reg) = setup();
+    let (tt, reg) = rpc_setup();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.set_nonblocking(true).unwrap();
     let port = l.local_addr().unwrap().port();

@@ -19,6 +19,16 @@ use nvme::spec::sqe::Sqe;
 use nvme::spec::status::{GenericStatus, Status};
 use zerocopy::IntoBytes;
 
+use std::cell::RefCell;
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use env::testing::TestThreads;
+use rpc::{RpcError, RpcRegistry, RpcState};
+use serde_json::Value;
+
 pub const BLOCKS: u64 = 1024;
 pub const BS: usize = 512;
 
@@ -201,4 +211,64 @@ pub fn params(name: &str) -> bdev_nvme::AttachParams {
         subnqn: Some("nqn.2016-06.io.spdk:ram".into()),
         ..Default::default()
     }
+}
+
+/// RPC helpers for the asynchronous attach tests.
+pub type Answer = Rc<RefCell<Option<Result<Value, RpcError>>>>;
+
+pub fn rpc_setup() -> (TestThreads, Rc<RpcRegistry>) {
+    let tt = TestThreads::new(1);
+    tt.set_current(0);
+    let reg = RpcRegistry::new();
+    bdev::rpc::register_rpcs(&reg);
+    bdev_nvme::register(&reg);
+    reg.set_state(RpcState::Runtime);
+    (tt, reg)
+}
+
+/// Starts `method`; returns the answer slot without polling the Thread.
+pub fn start(reg: &RpcRegistry, method: &str, p: Value) -> Answer {
+    let s: Answer = Rc::default();
+    let s2 = Rc::clone(&s);
+    reg.call_local(method, Some(p), move |r| *s2.borrow_mut() = Some(r));
+    s
+}
+
+/// Polls the Thread until `s` is answered or `limit` passes.
+pub fn wait(tt: &TestThreads, s: &Answer, limit: Duration) -> Result<Value, RpcError> {
+    let deadline = Instant::now() + limit;
+    while s.borrow().is_none() && Instant::now() < deadline {
+        tt.advance_time(Duration::from_millis(1));
+        tt.poll_threads();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    s.borrow_mut().take().expect("answered in time")
+}
+
+pub fn err(r: Result<Value, RpcError>) -> (i32, String) {
+    let e = r.unwrap_err();
+    (e.code, e.message)
+}
+
+/// A listener that accepts connections and holds them, never sending a byte, until `stop`
+/// is sent (or 30 s pass).
+pub fn silent_peer() -> (u16, mpsc::Sender<()>, std::thread::JoinHandle<usize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    let (tx, rx) = mpsc::channel::<()>();
+    let h = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok((s, _)) = l.accept() {
+                held.push(s);
+            }
+            if rx.recv_timeout(Duration::from_millis(5)).is_ok() {
+                break;
+            }
+        }
+        held.len()
+    });
+    (port, tx, h)
 }
