@@ -145,7 +145,12 @@ fn alloc_data(len: u32) -> Option<DataBuf> {
     let pool = match env::iobuf::iobuf_initialize() {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(error = %e, len, "no iobuf pool: H2C data on the heap");
+            // Logged once: every write would fail the same way.
+            static LOGGED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(error = %e, len, "no iobuf pool: H2C data on the heap");
+            }
             return Some(DataBuf::from_vec(vec![0; n]));
         }
     };

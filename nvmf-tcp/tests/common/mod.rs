@@ -32,6 +32,11 @@ pub fn free_port() -> u16 {
 }
 
 pub fn setup(bdev: &str) -> Env {
+    setup_with(bdev, TransportOpts::default())
+}
+
+/// [`setup`] with a TCP transport created from `opts`.
+pub fn setup_with(bdev: &str, opts: TransportOpts) -> Env {
     let threads = TestThreads::new(2);
     threads.set_current(0);
     let tgt = Target::new("nvmf_tgt").unwrap();
@@ -42,7 +47,7 @@ pub fn setup(bdev: &str) -> Env {
     )
     .unwrap();
     assert!(threads.poll_threads());
-    tgt.create_transport("TCP", TransportOpts::default(), |r| r.unwrap());
+    tgt.create_transport("TCP", opts, |r| r.unwrap());
     assert!(threads.poll_threads());
     bdev_malloc::create(&bdev_malloc::MallocOpts::new(bdev, 1024, 512)).unwrap();
     let mut s = Subsystem::new(SUBNQN, SubType::Nvme);
