@@ -781,6 +781,9 @@ pub fn attach_with_transport_async(
         }
         env::PollStatus::Busy
     };
+    // If the Thread exits before the connect finishes, the poller (which owns the reserved
+    // name and the `done` callback) is never run again: the name stays reserved until the
+    // process ends, which is what follows a Thread exit in the app.
     match env::poller_register_periodic(f, ATTACH_POLL_PERIOD) {
         Ok(p) => *me.borrow_mut() = Some(p),
         Err(e) => {

@@ -14,6 +14,12 @@
 //! its outstanding I/O with the NVMe status the driver reports; with `reconnect_delay_sec`
 //! set, channels and the admin queue reconnect every that many seconds.
 //!
+//! `bdev_nvme_attach_controller` does not block the app Thread ([`attach_async`], SPDK's probe
+//! poller): the connect, IC exchange, fabrics Connect, enable and Identify run on a separate
+//! OS thread (at most [`MAX_ATTACHES_IN_PROGRESS`] at once) and the answer is sent from a 1 ms
+//! poller when they finish; meanwhile a second attach or a detach of the same name is EBUSY.
+//! User-given timeouts above [`MAX_TIMEOUT_US`] (10 minutes) are refused with EINVAL.
+//!
 //! The app registers everything with [`register`] (`bdev_nvme::register(&registry)`).
 #![forbid(unsafe_code)]
 
