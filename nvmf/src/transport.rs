@@ -228,6 +228,12 @@ pub const RDMA_DEFAULT_DATA_WR_POOL_SIZE: u32 = 4095;
 
 /// Smallest `max_io_size` SPDK accepts (8 KiB; it must also be a power of 2).
 pub const MIN_MAX_IO_SIZE: u32 = 8192;
+/// Smallest `max_aq_depth`: smaller values are raised to it (SPDK
+/// `SPDK_NVMF_MIN_ADMIN_MAX_SQ_SIZE`).
+pub const MIN_ADMIN_MAX_SQ_SIZE: u32 = 32;
+/// Largest `max_aq_depth`: the admin queue holds at most 4096 entries (NVMe base spec,
+/// AQA.ASQS/ACQS are 12 bits).
+pub const MAX_ADMIN_QUEUE_ENTRIES: u32 = 4096;
 /// Keep Alive Support granularity: `kas` counts units of this many milliseconds.
 const KAS_UNIT_MS: u64 = 100;
 
@@ -396,7 +402,8 @@ impl TransportOpts {
     }
 
     /// Checks the common options as SPDK `nvmf_transport_create` does, with SPDK's messages
-    /// (the error text is SPDK's log line; the caller logs it): `max_io_size` a power of 2 and
+    /// (the error text is SPDK's log line; the caller logs it): `max_aq_depth` below 32
+    /// raised to 32 (above 4096 refused), `max_io_size` a power of 2 and
     /// at least 8 KiB, `kas` and `min_kato` non-zero (`min_kato` then rounded up to a multiple
     /// of the KAS granularity), `io_unit_size` non-zero and at most the iobuf pool's large
     /// buffer size ([`env::iobuf_get_options`]); plus queue depths within the spec's limits
@@ -414,9 +421,16 @@ impl TransportOpts {
                 self.max_queue_depth
             )));
         }
-        if !(2..=4096).contains(&self.max_aq_depth) {
+        if self.max_aq_depth < MIN_ADMIN_MAX_SQ_SIZE {
+            tracing::error!(
+                "max_aq_depth {} is less than minimum defined by NVMf spec, use min value",
+                self.max_aq_depth
+            );
+            self.max_aq_depth = MIN_ADMIN_MAX_SQ_SIZE;
+        }
+        if self.max_aq_depth > MAX_ADMIN_QUEUE_ENTRIES {
             return Err(NvmfError::InvalidParam(format!(
-                "max_aq_depth {} is outside 2..=4096",
+                "max_aq_depth {} is above {MAX_ADMIN_QUEUE_ENTRIES}",
                 self.max_aq_depth
             )));
         }
@@ -790,6 +804,27 @@ mod tests {
         };
         o.validate_with_iobuf(&env::IobufOpts::default()).unwrap();
         assert_eq!(o.in_capsule_data_size, 4096);
+    }
+
+    #[test]
+    fn validate_raises_a_small_max_aq_depth_to_32_and_refuses_above_4096() {
+        let mut o = TransportOpts {
+            max_aq_depth: 1,
+            ..TransportOpts::default()
+        };
+        o.validate_with_iobuf(&env::IobufOpts::default()).unwrap();
+        assert_eq!(o.max_aq_depth, 32);
+        let o = TransportOpts {
+            max_aq_depth: 4097,
+            ..TransportOpts::default()
+        };
+        assert_eq!(refusal(o), "max_aq_depth 4097 is above 4096");
+        let mut o = TransportOpts {
+            max_aq_depth: 4096,
+            ..TransportOpts::default()
+        };
+        o.validate_with_iobuf(&env::IobufOpts::default()).unwrap();
+        assert_eq!(o.max_aq_depth, 4096);
     }
 
     #[test]
