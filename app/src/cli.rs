@@ -33,6 +33,11 @@ pub struct AppOpts {
     #[arg(long = "rpc-http", value_name = "ADDR:PORT")]
     pub rpc_http: Option<SocketAddr>,
 
+    /// Allow `--rpc-http` on an address other than loopback. The HTTP/WebSocket RPC has no
+    /// authentication: anyone who reaches the port controls the target.
+    #[arg(long = "rpc-http-allow-remote")]
+    pub rpc_http_allow_remote: bool,
+
     /// Do not serve RPC on a Unix socket at all.
     #[arg(long = "no-rpc-server")]
     pub no_rpc_server: bool,

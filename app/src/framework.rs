@@ -232,6 +232,7 @@ impl Framework {
     fn open_http_server(self: &Rc<Self>, addr: std::net::SocketAddr) -> Result<(), String> {
         let opts = rpc::HttpOpts {
             max_request_size: u32::try_from(self.opts.rpc_max_request_size).unwrap_or(u32::MAX),
+            allow_remote: self.opts.rpc_http_allow_remote,
             ..rpc::HttpOpts::default()
         };
         let (server, bridge) = rpc::HttpServer::start(addr, opts)

@@ -154,19 +154,13 @@ fn config_that_is_not_json_stops_startup_naming_the_file() {
 }
 
 #[test]
-fn config_dev_zero_and_fifo_stop_startup_with_exit_1() {
+fn config_dev_zero_and_directory_stop_startup_with_exit_1() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("cfg.fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let sub = dir.path().join("cfg.d");
+    std::fs::create_dir(&sub).unwrap();
     for (path, kind) in [
         (std::path::PathBuf::from("/dev/zero"), "a character device"),
-        (fifo, "a FIFO"),
+        (sub, "a directory"),
     ] {
         let sock = dir.path().join("s.sock");
         let (st, err) = run_to_exit(&["-c", path.to_str().unwrap()], &sock);
@@ -180,6 +174,19 @@ fn config_dev_zero_and_fifo_stop_startup_with_exit_1() {
         );
         assert!(!sock.exists());
     }
+}
+
+#[test]
+fn rpc_http_on_a_non_loopback_address_needs_the_explicit_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let (st, err) = run_to_exit(&["--rpc-http", "0.0.0.0:0"], &sock);
+    assert_eq!(st.code(), Some(1), "{err}");
+    let l = fatal_line(&err);
+    assert!(
+        l.contains("refusing to serve RPC over HTTP on non-loopback address 0.0.0.0:0"),
+        "{l}"
+    );
 }
 
 #[test]
