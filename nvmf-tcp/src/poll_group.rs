@@ -1,22 +1,26 @@
 //! Per-Thread poll group: non-blocking reads and writes on each connection's socket
 //! (SPDK `nvmf_tcp_poll_group_poll`).
 //!
-//! Each poll, per connection: read until the socket would block (or 4 MiB of responses wait
-//! unread), feed the bytes to the sans-IO [`TcpConnection`], hand finished commands to the
-//! target core, give waiting writes their iobuf data buffers, encode completions, and write
-//! the outbound queue (PDU headers and the responses' own data buffers, no copy) with as few
-//! vectored writes as the socket takes. In interrupt mode
-//! each socket is registered with `env::interrupt_register`, so a sleeping reactor wakes when
-//! data arrives.
+//! Each socket is registered with `env::interrupt_register` (the Thread's epoll set, checked
+//! with one `epoll_wait` per poll for all of them, as SPDK's sock group does): only a socket
+//! epoll reports readable is read, so idle connections cost no system call, and a read that
+//! does not fill the buffer is not followed by one that would block. Each poll, per
+//! connection: read what is there (not past 4 MiB of responses waiting unread), feed the bytes
+//! to the sans-IO [`TcpConnection`], hand finished commands to the target core, give waiting
+//! writes their iobuf data buffers, encode completions, and write the outbound queue (PDU
+//! headers and the responses' own data buffers, no copy) with as few vectored writes as the
+//! socket takes. In interrupt mode the same registration wakes a sleeping reactor.
 
 use crate::proto::{ConnState, TcpConnection};
 use crate::transport::TcpConn;
 use env::PollStatus;
 use nvmf::transport::TransportPollGroup;
 use nvmf::{NvmfError, Qpair};
+use std::cell::Cell;
 use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const RECV_BUF: usize = 64 * 1024;
@@ -24,9 +28,15 @@ const RECV_BUF: usize = 64 * 1024;
 const MAX_QUEUED_OUT: usize = 4 << 20;
 
 struct Entry {
-    /// Wakes the reactor when the socket is readable (interrupt mode only). Declared before
-    /// `stream`: it must be unregistered before the fd closes.
+    /// The socket in the Thread's epoll set: its handler sets `readable` (and wakes the reactor
+    /// in interrupt mode). Declared before `stream`: it must be unregistered before the fd
+    /// closes. `None` only when registration failed in polling mode: the socket is then read
+    /// on every poll.
     intr: Option<env::Interrupt>,
+    /// Epoll reported the socket readable since it was last read.
+    readable: Rc<Cell<bool>>,
+    /// The reactor sleeps in epoll (interrupt mode): it must also wake for writability.
+    interrupt_mode: bool,
     stream: TcpStream,
     conn: TcpConnection,
     qpair: Qpair,
@@ -71,10 +81,14 @@ impl Entry {
             return false;
         }
         let mut busy = false;
-        // Receive.
-        while self.conn.state() != ConnState::Terminating
+        // Receive, when epoll said there is something (or always, without registration).
+        let may_read = self.intr.is_none() || self.readable.get();
+        while may_read
+            && self.conn.state() != ConnState::Terminating
             && self.conn.out_queue().len() < MAX_QUEUED_OUT
         {
+            // Cleared before the read: data arriving after it makes epoll report it again.
+            self.readable.set(false);
             match self.stream.read(buf) {
                 Ok(0) => {
                     tracing::info!("NVMe/TCP peer closed the connection");
@@ -86,6 +100,11 @@ impl Entry {
                     self.conn.receive(buf.get(..n).unwrap_or_default());
                     while let Some(req) = self.conn.take_request() {
                         self.qpair.handle_request(req);
+                    }
+                    // A short read took everything there was: asking again would only block.
+                    // (Level-triggered epoll reports the socket again when more arrives.)
+                    if n < buf.len() && self.intr.is_some() {
+                        break;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -136,15 +155,16 @@ impl Entry {
         busy
     }
 
-    /// Interrupt mode: wake for input only while it will be read (not past MAX_QUEUED_OUT of
-    /// unsent output), and for writability while output waits. A host that stops reading its
-    /// responses then costs no CPU instead of a spinning reactor.
+    /// Watch for input only while it will be read (not past MAX_QUEUED_OUT of unsent output),
+    /// and in interrupt mode for writability while output waits (polling mode retries the write
+    /// on every poll anyway). A host that stops reading its responses then costs no CPU in
+    /// interrupt mode instead of a spinning reactor.
     fn update_events(&mut self) {
         let Some(intr) = &self.intr else { return };
         let out = self.conn.out_queue().len();
         let want = (
             out < MAX_QUEUED_OUT && self.conn.state() != ConnState::Terminating,
-            out > 0,
+            out > 0 && self.interrupt_mode,
         );
         if want != self.events {
             if let Err(e) = intr.set_events(want.0, want.1) {
@@ -174,22 +194,31 @@ impl TransportPollGroup for TcpPollGroup {
 
     fn add_qpair(&mut self, conn: TcpConn, qpair: Qpair) -> Result<(), NvmfError> {
         qpair.set_listen_addr(conn.addr.clone());
-        // In interrupt mode the reactor sleeps when every poller is idle; the socket's
-        // readability wakes it (SPDK registers the sock group's epoll fd the same way). The
-        // handler only reports work: the poll group's poller reads the socket.
-        let intr = if env::reactors().is_some_and(|r| r.interrupt_mode()) {
-            match env::interrupt_register(conn.stream.as_raw_fd(), || PollStatus::Busy) {
-                Ok(i) => Some(i),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot register the socket for interrupts");
-                    return Err(NvmfError::Env(e));
-                }
+        // The socket joins the Thread's epoll set: polled without waiting on every Thread poll
+        // (one epoll_wait for every socket, as SPDK's sock group), and what a reactor in
+        // interrupt mode sleeps on. The handler only records readiness: the poll group's
+        // poller reads the socket.
+        let interrupt_mode = env::reactors().is_some_and(|r| r.interrupt_mode());
+        let readable = Rc::new(Cell::new(true));
+        let flag = readable.clone();
+        let intr = match env::interrupt_register(conn.stream.as_raw_fd(), move || {
+            flag.set(true);
+            PollStatus::Busy
+        }) {
+            Ok(i) => Some(i),
+            Err(e) if interrupt_mode => {
+                tracing::error!(error = %e, "cannot register the socket for interrupts");
+                return Err(NvmfError::Env(e));
             }
-        } else {
-            None
+            Err(e) => {
+                tracing::warn!(error = %e, "socket not in the Thread's epoll set: read on every poll");
+                None
+            }
         };
         self.conns.push(Entry {
             intr,
+            readable,
+            interrupt_mode,
             stream: conn.stream,
             conn: TcpConnection::new(conn.cfg),
             qpair,

@@ -414,6 +414,7 @@ impl Ctrlr {
             .csts
             .store(self.shared.csts().with_cfs(1).0, Ordering::Release);
         self.shared.failed.store(true, Ordering::Release);
+        crate::poll_group::request_housekeeping();
     }
 
     /// Property Get (SPDK `nvmf_property_get`).
@@ -541,6 +542,7 @@ impl Ctrlr {
         if reset {
             // SPDK disconnects the I/O queues on reset and shutdown (nvmf_ctrlr_cc_reset_shn).
             self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+            crate::poll_group::request_housekeeping();
             match self.shared.io_qids.lock() {
                 Ok(mut q) => q.clear(),
                 Err(p) => p.into_inner().clear(),

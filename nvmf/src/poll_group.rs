@@ -19,6 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A discovery referral as poll groups see it.
 #[derive(Clone, Debug)]
@@ -107,6 +108,26 @@ pub(crate) struct PgInner {
     queued: RefCell<VecDeque<(Weak<QpairInner>, Request, RequestState)>>,
     pub stats: Cell<PgStats>,
     poller: RefCell<Option<Poller>>,
+    /// When the housekeeping of [`PgInner::poll`] (keep-alive expiry, authentication
+    /// deadlines, failed controllers, closed connections) is due next.
+    next_housekeeping: Cell<env::Ticks>,
+    /// The [`HOUSEKEEPING_EPOCH`] of the last housekeeping.
+    housekeeping_epoch: Cell<u64>,
+}
+
+/// How often a poll group looks for expired keep-alives, authentication deadlines, failed
+/// controllers and closed connections: not on every poll, where its lists (copied, walked)
+/// cost as much as a command (SPDK runs these on timed pollers too).
+const HOUSEKEEPING_PERIOD: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Bumped when a controller fails or resets: every poll group then does its housekeeping on
+/// its next poll (its I/O queues of that controller disconnect at once, not up to
+/// [`HOUSEKEEPING_PERIOD`] later).
+static HOUSEKEEPING_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Asks every poll group for its housekeeping on its next poll.
+pub(crate) fn request_housekeeping() {
+    HOUSEKEEPING_EPOCH.fetch_add(1, Ordering::AcqRel);
 }
 
 thread_local! {
@@ -142,6 +163,8 @@ pub(crate) fn create_on_current(
         queued: RefCell::new(VecDeque::new()),
         stats: Cell::new(PgStats::default()),
         poller: RefCell::new(None),
+        next_housekeeping: Cell::new(env::now()),
+        housekeeping_epoch: Cell::new(HOUSEKEEPING_EPOCH.load(Ordering::Acquire)),
     });
     let weak = Rc::downgrade(&pg);
     let poller = env::poller_register(move || match weak.upgrade() {
@@ -629,6 +652,16 @@ impl PgInner {
             }
         }
         let now = env::now();
+        let epoch = HOUSEKEEPING_EPOCH.load(Ordering::Acquire);
+        if now < self.next_housekeeping.get() && epoch == self.housekeeping_epoch.get() {
+            return if busy {
+                PollStatus::Busy
+            } else {
+                PollStatus::Idle
+            };
+        }
+        self.next_housekeeping.set(now + HOUSEKEEPING_PERIOD);
+        self.housekeeping_epoch.set(epoch);
         for c in self.ctrlrs() {
             if c.keep_alive_expired(now) {
                 tracing::warn!(
