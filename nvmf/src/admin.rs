@@ -913,6 +913,15 @@ fn set_features(ctrlr: &Ctrlr, snap: &SubsysSnap, req: &Request) -> Reply {
             feat.async_event_configuration = cdw11 & allowed;
         }
         fid::KEEP_ALIVE_TIMER => {
+            // Keep-alive cannot be turned off once the controller runs (SPDK; a host may ask
+            // for KATO 0 only at Connect).
+            if cdw11 == 0 {
+                tracing::error!(
+                    cntlid = ctrlr.shared.cntlid,
+                    "Set Features Keep Alive Timer 0 refused: keep-alive cannot be disabled"
+                );
+                return Reply::status(GenericStatus::KEEP_ALIVE_INVALID.into());
+            }
             feat.keep_alive_timer = crate::ctrlr::effective_kato(cdw11, &ctrlr.opts);
             ctrlr
                 .shared

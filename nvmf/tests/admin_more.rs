@@ -127,6 +127,17 @@ fn set_features_kato_near_u32_max_is_clamped_not_overflowed() {
 }
 
 #[test]
+fn set_features_kato_zero_is_keep_alive_invalid_and_keeps_the_timer() {
+    let env = setup();
+    let (h, _) = admin_connect(&env, HOSTNQN, 30_000);
+    let (c, _) = env.cmd(&h, sqe(0x09, 2, 0, 0x0f, 0, 0), None, 0);
+    assert_eq!(c.status(), Status::from(GenericStatus::KEEP_ALIVE_INVALID));
+    let (c, _) = env.cmd(&h, sqe(0x0a, 3, 0, 0x0f, 0, 0), None, 0);
+    ok(&c);
+    assert_eq!(c.dw0.get(), 30_000);
+}
+
+#[test]
 fn transfer_above_max_io_size_is_refused() {
     let env = setup();
     let (_h, cntlid) = admin_connect(&env, HOSTNQN, 0);
