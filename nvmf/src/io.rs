@@ -109,6 +109,8 @@ type ReadBufsDone = Box<dyn FnOnce(DataBuf)>;
 /// A read gathering its data buffers from the iobuf pools.
 struct Gather {
     acc: DataBuf,
+    /// Bytes of the whole read.
+    total: usize,
     left: usize,
     chunk: usize,
     ab: Option<Abortable>,
@@ -116,13 +118,38 @@ struct Gather {
     /// Set while the read waits: an Abort of its command sets it (the qpair's
     /// `wait_for_resources` list).
     flag: Option<Rc<Cell<bool>>>,
+    /// This read is the Thread's one allowed to wait holding part of its buffers.
+    holder: Option<PartialHolder>,
+}
+
+thread_local! {
+    /// A read on this Thread waits holding part of its buffers.
+    static PARTIAL_HELD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The right to wait holding part of a read's buffers (one per Thread), given up when dropped
+/// (the read completes, is aborted or its queue pair goes away).
+struct PartialHolder;
+
+impl PartialHolder {
+    fn claim() -> Option<PartialHolder> {
+        PARTIAL_HELD.with(|h| (!h.replace(true)).then_some(PartialHolder))
+    }
+}
+
+impl Drop for PartialHolder {
+    fn drop(&mut self) {
+        PARTIAL_HELD.with(|h| h.set(false));
+    }
 }
 
 /// Gets iobuf buffers for `len` bytes of read data, in segments of at most the large buffer
 /// size, then runs `then` with them (the transport sends them without copying). When the
 /// pools are empty the read waits (SPDK `spdk_nvmf_request_get_buffers` with iobuf queuing):
 /// it is queued on this Thread and served oldest first as buffers return, so the pool sizes
-/// bound the memory reads use. While it waits an Abort of `ab`'s command cancels it (the
+/// bound the memory reads use. Of the reads needing several buffers, one per Thread at a
+/// time may wait holding part of them; the others give theirs back and start over, so reads
+/// cannot deadlock on partial sets. While it waits an Abort of `ab`'s command cancels it (the
 /// buffers and `then` are dropped); so does the queue pair going away. Only when the pools
 /// cannot be used at all (initialisation failed, no current Thread) is heap memory used.
 fn read_bufs(len: usize, ab: Option<Abortable>, then: ReadBufsDone) {
@@ -130,11 +157,13 @@ fn read_bufs(len: usize, ab: Option<Abortable>, then: ReadBufsDone) {
     let chunk = (env::iobuf_get_options().large_bufsize as usize).max(1);
     gather(Gather {
         acc: DataBuf::new(),
+        total: len,
         left: len,
         chunk,
         ab,
         then,
         flag: None,
+        holder: None,
     });
 }
 
@@ -167,11 +196,35 @@ fn gather(mut g: Gather) {
         match got {
             Ok(Some(buf)) => push_buf(&mut g, buf, n),
             Ok(None) => {
+                // At most one read per Thread waits holding part of its buffers: reads each
+                // holding some while waiting for the rest could hold the whole pool and wait
+                // for each other for ever. Another one gives its part back and waits for a
+                // first buffer again (segment sizes only need to add up).
+                let partial = if g.left < g.total && g.holder.is_none() {
+                    match PartialHolder::claim() {
+                        Some(h) => {
+                            g.holder = Some(h);
+                            DataBuf::new()
+                        }
+                        None => {
+                            tracing::debug!(
+                                len = g.total,
+                                "another read holds a partial set: buffers given back, read waits"
+                            );
+                            g.left = g.total;
+                            std::mem::replace(&mut g.acc, DataBuf::new())
+                        }
+                    }
+                } else {
+                    DataBuf::new()
+                };
                 tracing::debug!(len = n, "iobuf pool empty: read waits for a buffer");
                 g.flag =
                     g.ab.as_ref()
                         .and_then(|a| a.q.upgrade().map(|q| q.wait_for_resources(a.cid)));
                 *slot.borrow_mut() = Some(g);
+                // Given back only once the waiter is in place.
+                drop(partial);
                 return;
             }
             Err(e) => {

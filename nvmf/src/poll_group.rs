@@ -113,11 +113,15 @@ pub(crate) struct PgInner {
     next_housekeeping: Cell<env::Ticks>,
     /// The [`HOUSEKEEPING_EPOCH`] of the last housekeeping.
     housekeeping_epoch: Cell<u64>,
+    /// The reactor sleeps when idle (interrupt mode): housekeeping runs on every poll, since
+    /// the next poll may come only with the next event (nothing arms a timer for it).
+    interrupt_mode: bool,
 }
 
-/// How often a poll group looks for expired keep-alives, authentication deadlines, failed
-/// controllers and closed connections: not on every poll, where its lists (copied, walked)
-/// cost as much as a command (SPDK runs these on timed pollers too).
+/// How often a busy-polling poll group looks for expired keep-alives, authentication
+/// deadlines, failed controllers and closed connections: not on every poll, where its lists
+/// (copied, walked) cost as much as a command (SPDK runs these on timed pollers too). In
+/// interrupt mode it looks on every poll (polls are events there).
 const HOUSEKEEPING_PERIOD: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Bumped when a controller fails or resets: every poll group then does its housekeeping on
@@ -165,6 +169,7 @@ pub(crate) fn create_on_current(
         poller: RefCell::new(None),
         next_housekeeping: Cell::new(env::now()),
         housekeeping_epoch: Cell::new(HOUSEKEEPING_EPOCH.load(Ordering::Acquire)),
+        interrupt_mode: env::reactors().is_some_and(|r| r.interrupt_mode()),
     });
     let weak = Rc::downgrade(&pg);
     let poller = env::poller_register(move || match weak.upgrade() {
@@ -653,7 +658,10 @@ impl PgInner {
         }
         let now = env::now();
         let epoch = HOUSEKEEPING_EPOCH.load(Ordering::Acquire);
-        if now < self.next_housekeeping.get() && epoch == self.housekeeping_epoch.get() {
+        if !self.interrupt_mode
+            && now < self.next_housekeeping.get()
+            && epoch == self.housekeeping_epoch.get()
+        {
             return if busy {
                 PollStatus::Busy
             } else {

@@ -150,6 +150,11 @@ fn a_read_waiting_for_buffers_can_be_aborted() {
 
 /// `setup()` with `max_io_size` 256 KiB: one read needs two large (132 KiB) buffers.
 fn setup_256k() -> Env {
+    setup_max_io(262_144)
+}
+
+/// `setup()` with the given `max_io_size`.
+fn setup_max_io(max_io_size: u32) -> Env {
     use nvmf::{ListenAddr, SubType, Subsystem, Target, TransportOpts};
     let threads = env::testing::TestThreads::new(1);
     threads.set_current(0);
@@ -159,7 +164,7 @@ fn setup_256k() -> Env {
     tgt.start(vec![threads.thread(0).handle()], || {}).unwrap();
     assert!(threads.poll_threads());
     let opts = TransportOpts {
-        max_io_size: 262_144,
+        max_io_size,
         ..TransportOpts::default()
     };
     tgt.create_transport("TCP", opts, |r| r.unwrap());
@@ -213,4 +218,47 @@ fn a_read_larger_than_a_buffer_takes_several_and_waits_for_the_missing_one() {
     assert_eq!((got[0].0, got[0].1), (2, Status::SUCCESS));
     assert_eq!(got[0].2.as_deref(), Some(&pattern[..]));
     drop(held);
+}
+
+#[test]
+fn reads_needing_several_buffers_do_not_deadlock_on_partial_sets() {
+    let _serial = small_pools();
+    // 512 KiB reads: four 132 KiB buffers each; three of them want 12 of the pool's 8.
+    let env = setup_max_io(524_288);
+    let (_admin, cntlid) = admin_connect(&env, HOSTNQN, 0);
+    let io = io_connect(&env, HOSTNQN, cntlid, 1);
+    const BIG: usize = 524_288;
+    let nlb = (BIG / 512) as u32;
+    let pattern: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+    let (c, _) = env.cmd(
+        &io,
+        sqe(0x01, 1, 1, 0, 0, nlb - 1),
+        Some(pattern.clone()),
+        BIG as u32,
+    );
+    ok(&c);
+    let mut held = drain_pool(&env);
+    assert_eq!(held.len(), LARGE_POOL);
+    for cid in 2..5u16 {
+        io.submit(sqe(0x02, cid, 1, 0, 0, nlb - 1), None, BIG as u32);
+    }
+    env.poll();
+    assert_eq!(responses(&io), vec![]);
+    // Buffers come back one at a time. Reads that kept partial sets while waiting ended
+    // with 3 + 3 + 2 buffers held and none complete, for ever.
+    let mut done = Vec::new();
+    while !held.is_empty() {
+        give_back(&env, &mut held);
+        done.extend(responses(&io));
+    }
+    for _ in 0..10 {
+        env.poll();
+        done.extend(responses(&io));
+    }
+    let cids: Vec<u16> = done.iter().map(|r| r.0).collect();
+    assert_eq!(cids.len(), 3, "completed: {cids:?}");
+    for r in &done {
+        assert_eq!(r.1, Status::SUCCESS);
+        assert_eq!(r.2.as_deref(), Some(&pattern[..]));
+    }
 }
