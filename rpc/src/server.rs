@@ -433,6 +433,11 @@ impl Conn {
             }
         }
         busy |= self.flush();
+        if self.stalled(opts) {
+            // Not reading because the client has not read its answers yet: its silence is
+            // ours, and the half request in `rx` waits for us, not for the client.
+            self.last_rx = now;
+        }
         if !self.dead
             && !self.closing
             && !self.backlog

@@ -716,6 +716,73 @@ fn client_that_does_not_read_has_its_requests_held_until_it_reads() {
 }
 
 #[test]
+fn slow_reader_with_half_a_request_unread_is_not_closed_as_idle() {
+    const N: usize = 20;
+    const ANSWER: usize = 32 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpc.sock");
+    let deferred: Deferred = Rc::default();
+    let reg = registry(&deferred);
+    reg.register("big", StateMask::BOTH, move |r| r.ok("y".repeat(ANSWER)));
+    let opts = ServerOpts {
+        max_unsent: 64 << 10,
+        idle_timeout: Duration::from_millis(200),
+        ..ServerOpts::default()
+    };
+    let mut server = UnixServer::listen(&path, reg, opts).unwrap();
+    let (written_tx, written_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let p = path.clone();
+    let client = thread::spawn(move || {
+        let mut s = UnixStream::connect(&p).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut all = Vec::new();
+        for id in 0..N {
+            all.extend_from_slice(
+                format!(r#"{{"jsonrpc":"2.0","method":"deferred","id":{id}}}"#).as_bytes(),
+            );
+        }
+        let last = format!(r#"{{"jsonrpc":"2.0","method":"big","id":{N}}}"#);
+        let (head, tail) = last.split_at(10);
+        all.extend_from_slice(head.as_bytes());
+        s.write_all(&all).unwrap();
+        written_tx.send(()).unwrap();
+        // Reads nothing for longer than the idle timeout.
+        go_rx.recv().unwrap();
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let big = json!("y".repeat(ANSWER));
+        for id in 0..N {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v, result(json!(id), big.clone()));
+        }
+        // The half request is still there: its rest completes it.
+        s.write_all(tail.as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v, result(json!(N), big));
+    });
+    poll_until_signal(&mut server, &written_rx);
+    // All 20 calls run (their answers come later) and the half request waits in the buffer.
+    let t = std::time::Instant::now();
+    while deferred.borrow().len() < N {
+        server.poll();
+        assert!(t.elapsed() < Duration::from_secs(10), "calls did not run");
+    }
+    // Their answers, 640 KiB, come after the framing: the connection stalls at 64 KiB unsent
+    // with nothing left to run, only the half request unread.
+    for (_, r) in deferred.borrow_mut().drain(..) {
+        r.ok("y".repeat(ANSWER));
+    }
+    poll_for(&mut server, Duration::from_millis(600));
+    go_tx.send(()).unwrap();
+    poll_until_done(&mut server, client);
+    server.close();
+}
+
+#[test]
 fn unanswered_calls_stop_reading_at_max_pending_calls() {
     const N: usize = 10;
     let dir = tempfile::tempdir().unwrap();
