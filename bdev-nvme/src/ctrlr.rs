@@ -515,6 +515,23 @@ pub const MAX_ATTACHES_IN_PROGRESS: usize = 64;
 /// Names of attaches in progress (checked, not yet in `CTRLRS`).
 static PENDING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
+/// Bumped when the bdev layer finalizes the module: an attach that started before and
+/// finishes after must not add its controller and bdevs to a finalized layer.
+static FINI_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The module's finalization (bdev layer fini): attaches still connecting are dropped when
+/// they finish, answered with EPERM.
+pub(crate) fn module_fini() {
+    let pending = lock(&PENDING).len();
+    if pending > 0 {
+        tracing::warn!(
+            pending,
+            "bdev_nvme finalized with attaches in progress: they will be dropped"
+        );
+    }
+    FINI_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
 /// Holds a name in `PENDING` until dropped (attach finished, failed, or its Thread exited).
 struct PendingName(String);
 
@@ -771,13 +788,26 @@ pub fn attach_with_transport_async(
     let me: Rc<RefCell<Option<env::Poller>>> = Rc::default();
     let me2 = Rc::clone(&me);
     let mut state = Some((prep, done));
+    let generation = FINI_GENERATION.load(std::sync::atomic::Ordering::Acquire);
     let f = move || {
         let Some(r) = lock(&slot).take() else {
             return env::PollStatus::Idle;
         };
         me2.borrow_mut().take();
         if let Some((prep, done)) = state.take() {
-            done(r.and_then(|c| finish(prep, c)));
+            if FINI_GENERATION.load(std::sync::atomic::Ordering::Acquire) == generation {
+                done(r.and_then(|c| finish(prep, c)));
+            } else {
+                // Dropping the connected controller disconnects it; dropping `prep` frees
+                // the name.
+                drop(r);
+                let name = prep.params.name.clone();
+                drop(prep);
+                tracing::error!(ctrlr = %name, "attach finished after bdev_nvme was finalized; dropped");
+                done(Err(BdevNvmeError::NotPermitted(format!(
+                    "bdev_nvme was finalized while controller {name} was being attached"
+                ))));
+            }
         }
         env::PollStatus::Busy
     };

@@ -57,6 +57,10 @@ impl bdev::module::BdevModule for NvmeModule {
     fn write_config_json(&self) -> Vec<serde_json::Value> {
         ctrlr::config_json()
     }
+
+    fn fini(&self) {
+        ctrlr::module_fini();
+    }
 }
 
 /// Registers the nvme module with the bdev layer (once per process; later calls only add the
