@@ -44,6 +44,8 @@ struct Entry {
     closed: bool,
     /// The readiness `intr` waits for: (readable, writable).
     events: (bool, bool),
+    /// The last readiness change that failed (logged once; retried on every poll).
+    events_failed: Option<(bool, bool)>,
     /// When the connection was first seen terminating or its qpair disconnected: its last
     /// output (a TermReq, a final response) gets [`CLOSE_FLUSH_LIMIT`] to reach a host that does
     /// not read, then the socket closes and the output's data buffers go back to their pools.
@@ -167,11 +169,19 @@ impl Entry {
             out > 0 && self.interrupt_mode,
         );
         if want != self.events {
-            if let Err(e) = intr.set_events(want.0, want.1) {
-                tracing::error!(error = %e, "cannot change the socket's interrupt events");
+            match intr.set_events(want.0, want.1) {
+                Ok(()) => {
+                    self.events = want;
+                    self.events_failed = None;
+                }
+                // Retried on the next poll (a connection whose input stays off would stall),
+                // logged once per wanted change, not once per poll.
+                Err(e) if self.events_failed != Some(want) => {
+                    tracing::error!(error = %e, "cannot change the socket's interrupt events");
+                    self.events_failed = Some(want);
+                }
+                Err(_) => {}
             }
-            // Recorded even on failure: one log line per change, not one per poll.
-            self.events = want;
         }
     }
 
@@ -224,6 +234,7 @@ impl TransportPollGroup for TcpPollGroup {
             qpair,
             closed: false,
             events: (true, false),
+            events_failed: None,
             closing_since: None,
         });
         Ok(())
