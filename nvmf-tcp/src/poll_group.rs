@@ -119,11 +119,7 @@ impl Entry {
             }
         }
         // Commands waiting for a data buffer (freed by completions of earlier polls).
-        if self.conn.waiting_for_buffers() > 0 {
-            self.conn.retry_buffers();
-            // Still waiting: buffers may come back on another Thread, which wakes nobody
-            // here, so a reactor in interrupt mode must not sleep (as for reads waiting in
-            // the iobuf queue).
+        if self.conn.waiting_for_buffers() > 0 && self.conn.retry_buffers() {
             busy = true;
         }
         // Completions.
