@@ -78,7 +78,7 @@ fn bind_listener(sa: SocketAddr, opts: &SockImplOpts) -> std::io::Result<TcpList
 pub const MAX_SGL_ENTRIES: u32 = 16;
 
 /// Smallest `max_io_size` (8 KiB, checked by SPDK `nvmf_transport_create`).
-pub const MIN_MAX_IO_SIZE: u32 = 8192;
+pub const MIN_MAX_IO_SIZE: u32 = nvmf::transport::MIN_MAX_IO_SIZE;
 
 /// Bounds the size options as SPDK does before a TCP transport exists (`nvmf_transport_create`
 /// then `nvmf_tcp_create`), so that no PDU makes the target allocate more than these limits:
@@ -92,20 +92,10 @@ pub fn check_size_limits(opts: &mut TransportOpts, large_bufsize: u32) -> Result
         tracing::error!("{msg}");
         Err(NvmfError::InvalidParam(msg))
     };
-    if opts.max_io_size < MIN_MAX_IO_SIZE || !opts.max_io_size.is_power_of_two() {
-        return refuse(format!(
-            "max_io_size {} must be a power of 2 and be greater than or equal 8KB",
-            opts.max_io_size
-        ));
-    }
-    if opts.io_unit_size == 0 {
-        return refuse("io_unit_size cannot be 0".into());
-    }
-    if opts.io_unit_size > large_bufsize {
-        return refuse(format!(
-            "io_unit_size {} is larger than iobuf pool large buffer size {large_bufsize}",
-            opts.io_unit_size
-        ));
+    if let Err(msg) =
+        nvmf::transport::check_io_sizes(opts.max_io_size, opts.io_unit_size, large_bufsize)
+    {
+        return refuse(msg);
     }
     if opts.io_unit_size > opts.max_io_size {
         tracing::warn!(

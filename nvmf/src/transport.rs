@@ -228,6 +228,30 @@ pub const RDMA_DEFAULT_DATA_WR_POOL_SIZE: u32 = 4095;
 
 /// Smallest `max_io_size` SPDK accepts (8 KiB; it must also be a power of 2).
 pub const MIN_MAX_IO_SIZE: u32 = 8192;
+
+/// SPDK's common size checks of a transport (`nvmf_transport_create`), shared by every
+/// transport: `max_io_size` a power of 2 of at least [`MIN_MAX_IO_SIZE`], `io_unit_size`
+/// non-zero and at most the iobuf pool's large buffer size. The error is SPDK's message.
+pub fn check_io_sizes(
+    max_io_size: u32,
+    io_unit_size: u32,
+    large_bufsize: u32,
+) -> Result<(), String> {
+    if !max_io_size.is_power_of_two() || max_io_size < MIN_MAX_IO_SIZE {
+        return Err(format!(
+            "max_io_size {max_io_size} must be a power of 2 and be greater than or equal 8KB"
+        ));
+    }
+    if io_unit_size == 0 {
+        return Err("io_unit_size cannot be 0".into());
+    }
+    if io_unit_size > large_bufsize {
+        return Err(format!(
+            "io_unit_size {io_unit_size} is larger than iobuf pool large buffer size {large_bufsize}"
+        ));
+    }
+    Ok(())
+}
 /// Smallest `max_aq_depth`: smaller values are raised to it (SPDK
 /// `SPDK_NVMF_MIN_ADMIN_MAX_SQ_SIZE`).
 pub const MIN_ADMIN_MAX_SQ_SIZE: u32 = 32;
@@ -439,12 +463,8 @@ impl TransportOpts {
                 "max_io_qpairs_per_ctrlr must be at least 1".into(),
             ));
         }
-        if !self.max_io_size.is_power_of_two() || self.max_io_size < MIN_MAX_IO_SIZE {
-            return Err(NvmfError::InvalidParam(format!(
-                "max_io_size {} must be a power of 2 and be greater than or equal 8KB",
-                self.max_io_size
-            )));
-        }
+        check_io_sizes(self.max_io_size, self.io_unit_size, iobuf.large_bufsize)
+            .map_err(NvmfError::InvalidParam)?;
         if self.kas == 0 {
             return Err(NvmfError::InvalidParam("kas cannot be 0".into()));
         }
@@ -459,15 +479,6 @@ impl TransportOpts {
                 self.min_kato, self.kas
             ))
         })?;
-        if self.io_unit_size == 0 {
-            return Err(NvmfError::InvalidParam("io_unit_size cannot be 0".into()));
-        }
-        if self.io_unit_size > iobuf.large_bufsize {
-            return Err(NvmfError::InvalidParam(format!(
-                "io_unit_size {} is larger than iobuf pool large buffer size {}",
-                self.io_unit_size, iobuf.large_bufsize
-            )));
-        }
         let count = if self.io_unit_size <= iobuf.small_bufsize {
             iobuf.small_pool_count
         } else {
