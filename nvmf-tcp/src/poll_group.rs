@@ -59,7 +59,13 @@ const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 pub struct TcpPollGroup {
     conns: Vec<Entry>,
     buf: Vec<u8>,
+    /// While a write waits for pool buffers: a timed poller, so that a reactor in interrupt
+    /// mode wakes to retry (buffers freed on another Thread wake nobody here).
+    retry_timer: Option<env::Poller>,
 }
+
+/// How often writes waiting for pool buffers are retried when nothing else wakes the reactor.
+const BUFFER_RETRY_PERIOD: Duration = Duration::from_millis(1);
 
 impl TcpPollGroup {
     /// An empty poll group.
@@ -67,6 +73,7 @@ impl TcpPollGroup {
         TcpPollGroup {
             conns: Vec::new(),
             buf: vec![0; RECV_BUF],
+            retry_timer: None,
         }
     }
 }
@@ -244,6 +251,20 @@ impl TransportPollGroup for TcpPollGroup {
         let mut busy = false;
         for e in &mut self.conns {
             busy |= e.poll(&mut self.buf);
+        }
+        let waiting = self
+            .conns
+            .iter()
+            .any(|e| !e.closed && e.conn.waiting_for_buffers() > 0);
+        if waiting && self.retry_timer.is_none() {
+            // The timer's own work is nothing: its expiry makes the Thread poll, and so this
+            // poll group retry the waiting writes.
+            match env::poller_register_periodic(|| PollStatus::Idle, BUFFER_RETRY_PERIOD) {
+                Ok(p) => self.retry_timer = Some(p),
+                Err(e) => tracing::error!(error = %e, "cannot arm the buffer retry timer"),
+            }
+        } else if !waiting {
+            self.retry_timer = None;
         }
         if busy {
             PollStatus::Busy
