@@ -249,13 +249,11 @@ impl TransportPollGroup for TcpPollGroup {
 
     fn poll(&mut self) -> PollStatus {
         let mut busy = false;
+        let mut waiting = false;
         for e in &mut self.conns {
             busy |= e.poll(&mut self.buf);
+            waiting |= !e.closed && e.conn.waiting_for_buffers() > 0;
         }
-        let waiting = self
-            .conns
-            .iter()
-            .any(|e| !e.closed && e.conn.waiting_for_buffers() > 0);
         if waiting && self.retry_timer.is_none() {
             // The timer's own work is nothing: its expiry makes the Thread poll, and so this
             // poll group retry the waiting writes.

@@ -411,3 +411,15 @@ pub fn start_interrupt_mode_target(port: u16, bdev: &str, acceptor_poll_us: u32)
     rx.recv_timeout(Duration::from_secs(20)).unwrap();
     r
 }
+
+/// Takes every large iobuf buffer of the global ring (bounded: a pool never holds 64 Ki), from a
+/// thread that is not an env Thread; returning them wakes no reactor.
+pub fn drain_large_pool() -> Vec<env::IoBuf> {
+    let mut held = Vec::new();
+    while let Some(b) = env::iobuf::iobuf_get(65536) {
+        held.push(b);
+        assert!(held.len() <= 1 << 16, "iobuf pool never ran dry");
+    }
+    assert!(!held.is_empty());
+    held
+}
